@@ -1,0 +1,52 @@
+"""The recognition interfaces: a plate detector and a plate reader, and what they return."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+# The OCR alphabet is fixed by the shipped model's manifest; this is the default the project trains.
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+PAD = "_"
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels
+    confidence: float
+
+
+@dataclass(frozen=True)
+class PlateText:
+    text: str
+    confidence: float  # product-free summary: the weakest character's confidence
+    char_confidences: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PlateRead:
+    text: str
+    confidence: float
+    char_confidences: tuple[float, ...]
+    box: tuple[int, int, int, int]
+    detection_confidence: float
+
+
+class PlateDetector(ABC):
+    name: str
+    version: str
+
+    @abstractmethod
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """Plates in a BGR frame, most confident first."""
+
+
+class PlateOCR(ABC):
+    name: str
+    version: str
+
+    @abstractmethod
+    def read(self, crops: list[np.ndarray]) -> list[PlateText]:
+        """Text of each BGR plate crop, in the same order (batched)."""

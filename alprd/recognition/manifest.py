@@ -1,0 +1,73 @@
+"""models/manifest.json: which ONNX files the unit runs, checked by sha256 before loading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alprd.errors import ModelError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    version: str
+    task: str
+    path: Path
+    sha256: str
+    input: dict[str, Any]
+    alphabet: str = ""
+    pad: str = "_"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def default_models_dir() -> Path:
+    """The models shipped with alprd: the source tree's models/, or the installed data copy."""
+    env = os.environ.get("ALPRD_MODELS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parents[2] / "models"
+    if (here / "manifest.json").exists():
+        return here
+    return Path(sys.prefix) / "share" / "alprd" / "models"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
+    mf = models_dir / "manifest.json"
+    try:
+        manifest = json.loads(mf.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{mf}: model manifest not found; set models.dir to a folder holding manifest.json") from None
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{mf}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    entries = {m["name"]: m for m in manifest.get("models", [])}
+    if name not in entries:
+        raise ModelError(f"{mf}: no model named {name!r}; available: {', '.join(entries) or 'none'}")
+    m = entries[name]
+    if m.get("task") != task:
+        raise ModelError(f"{mf}: model {name!r} is a {m.get('task')} model, not a {task}")
+    path = models_dir / m["file"]
+    if not path.is_file():
+        raise ModelError(f"{path}: model file listed in the manifest is missing")
+    digest = sha256_of(path)
+    if digest != m["sha256"]:
+        raise ModelError(f"{path}: sha256 {digest[:12]}… does not match the manifest ({m['sha256'][:12]}…); "
+                         "the file is corrupt or was replaced")
+    return ModelEntry(name=name, version=m["version"], task=task, path=path, sha256=digest,
+                      input=m.get("input", {}), alphabet=m.get("alphabet", ""), pad=m.get("pad", "_"))

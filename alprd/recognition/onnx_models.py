@@ -1,0 +1,94 @@
+"""ONNX Runtime backends for the project's detector and reader."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from alprd.errors import ModelError
+from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateText
+from alprd.recognition.manifest import ModelEntry
+from alprd.recognition.preprocess import decode_centers, letterbox, ocr_input
+
+
+def make_session(entry: ModelEntry, providers: Sequence[str], intra_op_threads: int) -> ort.InferenceSession:
+    available = ort.get_available_providers()
+    missing = [p for p in providers if p not in available]
+    if missing:
+        raise ModelError(f"models.providers: {', '.join(missing)} not available in this onnxruntime; "
+                         f"available: {', '.join(available)}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(entry.path), sess_options=opts, providers=list(providers))
+    except Exception as e:  # onnxruntime raises its own exception types for corrupt graphs
+        raise ModelError(f"{entry.path}: onnxruntime cannot load the model ({str(e).splitlines()[0]})") from None
+
+
+class OnnxPlateDetector(PlateDetector):
+    def __init__(self, entry: ModelEntry, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 intra_op_threads: int = 1, input_width: int = 640, threshold: float = 0.35):
+        self.name, self.version = entry.name, entry.version
+        self.session = make_session(entry, providers, intra_op_threads)
+        self.stride = int(entry.input.get("stride", 4))
+        self.input_width = input_width
+        self.threshold = threshold
+        self._input = self.session.get_inputs()[0].name
+
+    def input_size(self, w: int, h: int) -> tuple[int, int]:
+        """Network input for a w x h frame: the configured width, height kept to the frame's aspect."""
+        in_w = self.input_width
+        in_h = max(32, int(np.ceil(in_w * h / w / 32) * 32))
+        return in_w, in_h
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        h, w = frame.shape[:2]
+        in_w, in_h = self.input_size(w, h)
+        blob, scale, px, py = letterbox(frame, in_w, in_h)
+        heat, size, offset = self.session.run(None, {self._input: blob})
+        out = []
+        for x1, y1, x2, y2, score in decode_centers(heat[0, 0], size[0], offset[0], self.stride, self.threshold):
+            box = (
+                int(max(0, round((x1 - px) / scale))), int(max(0, round((y1 - py) / scale))),
+                int(min(w, round((x2 - px) / scale))), int(min(h, round((y2 - py) / scale))),
+            )
+            if box[2] - box[0] >= 4 and box[3] - box[1] >= 2:
+                out.append(Detection(box, score))
+        return out
+
+
+class OnnxPlateOCR(PlateOCR):
+    def __init__(self, entry: ModelEntry, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 intra_op_threads: int = 1):
+        self.name, self.version = entry.name, entry.version
+        self.session = make_session(entry, providers, intra_op_threads)
+        self.height = int(entry.input.get("height", 64))
+        self.width = int(entry.input.get("width", 128))
+        if not entry.alphabet:
+            raise ModelError(f"{entry.path}: manifest entry has no alphabet")
+        self.chars = entry.alphabet + entry.pad
+        self.pad = entry.pad
+        self._input = self.session.get_inputs()[0].name
+
+    def read(self, crops: list[np.ndarray]) -> list[PlateText]:
+        if not crops:
+            return []
+        probs = self.session.run(None, {self._input: ocr_input(crops, self.height, self.width)})[0]
+        out = []
+        for p in probs:
+            idx = p.argmax(-1)
+            conf = p.max(-1)
+            chars, confs = [], []
+            for i, c in zip(idx, conf):
+                ch = self.chars[i]
+                if ch != self.pad:
+                    chars.append(ch)
+                    confs.append(float(c))
+            # The weakest character bounds how much the whole plate can be trusted.
+            total = min(confs) if confs else 0.0
+            out.append(PlateText("".join(chars), total, tuple(round(c, 4) for c in confs)))
+        return out

@@ -1,0 +1,80 @@
+"""Pre- and post-processing shared by inference and training, so both see identical inputs."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Fraction of the box added on each side before OCR: detector boxes are tight and real crops in
+# the training data carry a little border, so the reader is trained on that framing.
+CROP_PAD_X = 0.06
+CROP_PAD_Y = 0.12
+
+
+def crop_plate(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    px, py = int(round(bw * CROP_PAD_X)), int(round(bh * CROP_PAD_Y))
+    xa, ya = max(0, x1 - px), max(0, y1 - py)
+    xb, yb = min(w, x2 + px), min(h, y2 + py)
+    return frame[ya:yb, xa:xb]
+
+
+def ocr_input(crops: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    """BGR crops -> float32 [N, 1, H, W] grey, 0..255 (the model normalises)."""
+    out = np.empty((len(crops), 1, height, width), np.float32)
+    for i, c in enumerate(crops):
+        g = c if c.ndim == 2 else cv2.cvtColor(c, cv2.COLOR_BGR2GRAY)
+        interp = cv2.INTER_AREA if g.shape[1] > width else cv2.INTER_LINEAR
+        out[i, 0] = cv2.resize(g, (width, height), interpolation=interp)
+    return out
+
+
+def letterbox(frame: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float, int, int]:
+    """Fit a BGR frame into width x height keeping aspect; returns [1,3,H,W] float32, scale, pads."""
+    h, w = frame.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = int(round(w * scale)), int(round(h * scale))
+    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    px, py = (width - nw) // 2, (height - nh) // 2
+    canvas = np.full((height, width, 3), 114, np.uint8)
+    canvas[py:py + nh, px:px + nw] = resized
+    blob = canvas.transpose(2, 0, 1)[None].astype(np.float32)
+    return blob, scale, px, py
+
+
+def decode_centers(heat: np.ndarray, size: np.ndarray, offset: np.ndarray, stride: int,
+                   threshold: float, max_det: int = 50) -> list[tuple[float, float, float, float, float]]:
+    """CenterNet decoding: local maxima of the heatmap [H,W] with size [2,H,W] (log of box w,h in
+    input pixels) and sub-cell offset [2,H,W]. Returns (x1, y1, x2, y2, score) in input pixels."""
+    peaks = cv2.dilate(heat, np.ones((3, 3), np.uint8))
+    ys, xs = np.nonzero((heat >= peaks) & (heat >= threshold))
+    if len(ys) == 0:
+        return []
+    scores = heat[ys, xs]
+    order = np.argsort(-scores)[:max_det]
+    out = []
+    for i in order:
+        y, x = ys[i], xs[i]
+        cx = (x + offset[0, y, x]) * stride
+        cy = (y + offset[1, y, x]) * stride
+        bw, bh = np.exp(size[0, y, x]), np.exp(size[1, y, x])
+        out.append((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, float(scores[i])))
+    return _nms(out, 0.5)
+
+
+def _nms(boxes: list[tuple[float, float, float, float, float]], iou_max: float):
+    keep: list[tuple[float, float, float, float, float]] = []
+    for b in boxes:  # already sorted by score
+        if all(iou(b[:4], k[:4]) < iou_max for k in keep):
+            keep.append(b)
+    return keep
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

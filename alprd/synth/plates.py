@@ -1,0 +1,328 @@
+"""Synthetic licence plates: layouts of the main regions, rendered with real TrueType fonts.
+
+Fonts come from Debian packages (fonts-dejavu-core, fonts-liberation, fonts-freefont-ttf,
+fonts-roboto-unhinted); nothing is downloaded. Pillow renders TrueType, OpenCV does the rest.
+"""
+
+from __future__ import annotations
+
+import glob
+import string
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+LETTERS = string.ascii_uppercase
+DIGITS = string.digits
+
+_FONT_PATTERNS = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Bold.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationMono-Bold.ttf",
+    "/usr/share/fonts/truetype/freefont/FreeSansBold.ttf",
+    "/usr/share/fonts/truetype/roboto/unhinted/RobotoCondensed-Bold.ttf",
+    "/usr/share/fonts/truetype/roboto/unhinted/RobotoCondensed-Medium.ttf",
+    "/usr/share/fonts/truetype/roboto/unhinted/Roboto-Bold.ttf",
+)
+
+
+class FontsMissing(RuntimeError):
+    pass
+
+
+@lru_cache(maxsize=1)
+def font_paths() -> tuple[str, ...]:
+    found = tuple(p for pat in _FONT_PATTERNS for p in glob.glob(pat))
+    if not found:
+        raise FontsMissing(
+            "no plate fonts found: install the Debian packages fonts-dejavu-core fonts-liberation "
+            "fonts-freefont-ttf fonts-roboto-unhinted"
+        )
+    return found
+
+
+@lru_cache(maxsize=256)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size)
+
+
+@dataclass(frozen=True)
+class Plate:
+    image: np.ndarray  # BGR uint8, the plate face only (no background)
+    text: str  # label: characters only, no spaces or dashes
+    layout: str
+    two_line: bool
+
+
+def _pattern(rng: np.random.Generator, pattern: str) -> str:
+    out = []
+    for c in pattern:
+        if c == "L":
+            out.append(LETTERS[rng.integers(26)])
+        elif c == "D":
+            out.append(DIGITS[rng.integers(10)])
+        elif c == "X":
+            out.append((LETTERS + DIGITS)[rng.integers(36)])
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+US_PATTERNS = ("LLLDDDD", "DLLLDDD", "DDDLLL", "LLLDDD", "LLDDDDD", "DLLDDD", "DDDDLL", "XXXXXX",
+               "XXXXXXX", "LLL DDDD", "DDD LLL", "DDDLDD", "LDDDDD", "XXXXX", "DDLLLD")
+EU_PATTERNS = {  # country code -> display patterns (space kept for rendering)
+    "D": ("LL LL DDDD", "L LL DDD", "LLL L DDD"),
+    "F": ("LL-DDD-LL",),
+    "I": ("LL DDDLL",),
+    "E": ("DDDD LLL",),
+    "NL": ("LL-DDD-L", "DD-LLL-D", "L-DDD-LL"),
+    "PL": ("LL DDDDD", "LLL DDLL"),
+    "RO": ("B DDD LLL", "LL DD LLL"),
+    "B": ("D-LLL-DDD",),
+    "CZ": ("DLD DDDD",),
+    "A": ("L DDDDD L",),
+}
+STATE_NAMES = ("CALIFORNIA", "TEXAS", "NEW YORK", "FLORIDA", "OHIO", "ILLINOIS", "GEORGIA", "UTAH",
+               "ARIZONA", "OREGON", "NEVADA", "MAINE", "IOWA", "KANSAS", "VIRGINIA", "COLORADO")
+BR_CITIES = ("SAO PAULO - SP", "CURITIBA - PR", "RIO DE JANEIRO - RJ", "BELO HORIZONTE - MG",
+             "PORTO ALEGRE - RS", "CAMPINAS - SP", "SALVADOR - BA")
+
+
+def _text_size(font: ImageFont.FreeTypeFont, text: str) -> tuple[int, int, int, int]:
+    return font.getbbox(text)
+
+
+def _draw_fitted(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], color,
+                 font_path: str, stretch: float = 1.0) -> None:
+    """Draw `text` filling `box` (x1,y1,x2,y2) by height, squeezing horizontally if needed."""
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    size = max(8, int(bh * 1.25))
+    font = _font(font_path, size)
+    l, t, r, b = _text_size(font, text)
+    tw, th = r - l, b - t
+    # Render on its own layer so the text can be scaled to the box exactly, like a plate die.
+    layer = Image.new("L", (tw + 4, th + 4), 0)
+    ImageDraw.Draw(layer).text((2 - l, 2 - t), text, font=font, fill=255)
+    target_h = bh
+    target_w = min(bw, int(tw * target_h / max(th, 1) * stretch))
+    layer = layer.resize((max(1, target_w), max(1, target_h)), Image.BILINEAR)
+    ox = x1 + (bw - target_w) // 2
+    draw.bitmap((ox, y1), layer, fill=color)
+
+
+def _random_color(rng: np.random.Generator, dark: bool) -> tuple[int, int, int]:
+    if dark:
+        base = rng.choice([(20, 20, 20), (20, 30, 120), (130, 20, 20), (10, 70, 30), (40, 40, 90)])
+        return tuple(int(np.clip(c + rng.integers(-15, 16), 0, 255)) for c in base)
+    base = rng.choice([(240, 240, 240), (235, 235, 225), (250, 245, 200), (225, 235, 245)])
+    return tuple(int(np.clip(c + rng.integers(-20, 10), 0, 255)) for c in base)
+
+
+def render_us(rng: np.random.Generator) -> Plate:
+    w, h = 480, 240
+    bg = _random_color(rng, dark=False)
+    img = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(img)
+    fp = font_paths()[rng.integers(len(font_paths()))]
+    # Many US plates have a scenic gradient or a coloured band; a few lines stand in for it.
+    if rng.random() < 0.5:
+        band = _random_color(rng, dark=True)
+        d.rectangle((0, int(h * 0.8), w, h), fill=tuple(int(c * 0.5 + 120) for c in band))
+    pattern = US_PATTERNS[rng.integers(len(US_PATTERNS))]
+    shown = _pattern(rng, pattern)
+    if rng.random() < 0.3 and " " not in shown and len(shown) >= 6:
+        cut = len(shown) // 2
+        shown = shown[:cut] + rng.choice([" ", "-", "·"]) + shown[cut:]
+    ink = _random_color(rng, dark=True)
+    state = STATE_NAMES[rng.integers(len(STATE_NAMES))]
+    _draw_fitted(d, state, (60, 12, w - 60, 52), _random_color(rng, dark=True), fp)
+    _draw_fitted(d, shown, (22, 66, w - 22, 190), ink, fp, stretch=1.0 + rng.uniform(-0.1, 0.2))
+    if rng.random() < 0.6:
+        slogan = rng.choice(["DRIVE SAFELY", "LAND OF LINCOLN", "SUNSHINE STATE", "THE GREAT LAKES",
+                             "VACATIONLAND", "GRAND CANYON STATE", "DONT MESS"])
+        _draw_fitted(d, str(slogan), (90, 200, w - 90, 228), _random_color(rng, dark=True), fp)
+    label = shown.replace(" ", "").replace("-", "").replace("·", "")
+    return Plate(_to_bgr(img), label, "us", False)
+
+
+def render_eu(rng: np.random.Generator, two_line: bool = False) -> Plate:
+    country = list(EU_PATTERNS)[rng.integers(len(EU_PATTERNS))]
+    pats = EU_PATTERNS[country]
+    shown = _pattern(rng, pats[rng.integers(len(pats))])
+    yellow = country == "NL" or rng.random() < 0.1
+    bg = (245, 200, 20) if yellow else _random_color(rng, dark=False)
+    fp = font_paths()[rng.integers(len(font_paths()))]
+    if two_line:
+        w, h = 300, 214
+    else:
+        w, h = 520, 112
+    img = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(img)
+    d.rectangle((0, 0, w - 1, h - 1), outline=(10, 10, 10), width=4)
+    strip_w = int(h * 0.38) if not two_line else 46
+    d.rectangle((4, 4, strip_w, h - 5), fill=(20, 50, 160))
+    _draw_fitted(d, country, (8, int(h * 0.6), strip_w - 4, int(h * 0.88)), (240, 240, 240), fp)
+    ink = (15, 15, 15)
+    if two_line:
+        parts = shown.replace("-", " ").split(" ")
+        top = parts[0]
+        bottom = "".join(parts[1:]) if len(parts) > 1 else ""
+        _draw_fitted(d, top, (strip_w + 10, 12, w - 10, 100), ink, fp)
+        _draw_fitted(d, bottom, (strip_w + 10, 112, w - 10, h - 14), ink, fp)
+    else:
+        _draw_fitted(d, shown, (strip_w + 10, 14, w - 10, h - 14), ink, fp)
+    label = shown.replace(" ", "").replace("-", "")
+    return Plate(_to_bgr(img), label, "eu2" if two_line else "eu", two_line)
+
+
+def render_br_old(rng: np.random.Generator) -> Plate:
+    w, h = 400, 130
+    grey = int(rng.integers(170, 215))
+    red = rng.random() < 0.15  # commercial plates are red with white text
+    bg = (170, 30, 30) if red else (grey, grey, grey + int(rng.integers(-5, 6)))
+    ink = (235, 235, 235) if red else (25, 25, 25)
+    img = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(img)
+    d.rectangle((0, 0, w - 1, h - 1), outline=ink, width=3)
+    fp = font_paths()[rng.integers(len(font_paths()))]
+    city = BR_CITIES[rng.integers(len(BR_CITIES))]
+    _draw_fitted(d, city, (60, 6, w - 60, 30), ink, fp)
+    shown = _pattern(rng, "LLL-DDDD")
+    _draw_fitted(d, shown, (14, 36, w - 14, h - 10), ink, fp)
+    return Plate(_to_bgr(img), shown.replace("-", ""), "br", False)
+
+
+def render_br_mercosur(rng: np.random.Generator) -> Plate:
+    w, h = 400, 130
+    img = Image.new("RGB", (w, h), (245, 245, 245))
+    d = ImageDraw.Draw(img)
+    d.rectangle((0, 0, w - 1, h - 1), outline=(20, 20, 20), width=4)
+    d.rectangle((4, 4, w - 5, 30), fill=(20, 60, 170))
+    fp = font_paths()[rng.integers(len(font_paths()))]
+    _draw_fitted(d, "BRASIL", (150, 8, w - 150, 27), (245, 245, 245), fp)
+    shown = _pattern(rng, "LLLDLDD")
+    _draw_fitted(d, shown, (16, 40, w - 16, h - 12), (15, 15, 15), fp)
+    return Plate(_to_bgr(img), shown, "mercosur", False)
+
+
+def render_two_line_us(rng: np.random.Generator) -> Plate:
+    """Motorcycle / small plates: two stacked rows."""
+    w, h = 280, 200
+    img = Image.new("RGB", (w, h), _random_color(rng, dark=False))
+    d = ImageDraw.Draw(img)
+    fp = font_paths()[rng.integers(len(font_paths()))]
+    top = _pattern(rng, rng.choice(["LLL", "DD", "DDD", "LL"]))
+    bottom = _pattern(rng, rng.choice(["DDD", "DDDD", "LLL", "DDL"]))
+    ink = _random_color(rng, dark=True)
+    _draw_fitted(d, top, (20, 14, w - 20, 94), ink, fp)
+    _draw_fitted(d, bottom, (20, 106, w - 20, h - 14), ink, fp)
+    return Plate(_to_bgr(img), top + bottom, "us2", True)
+
+
+LAYOUTS = {
+    "us": (render_us, 0.34),
+    "eu": (render_eu, 0.2),
+    "eu2": (lambda rng: render_eu(rng, two_line=True), 0.06),
+    "br": (render_br_old, 0.16),
+    "mercosur": (render_br_mercosur, 0.16),
+    "us2": (render_two_line_us, 0.08),
+}
+
+
+def render_plate(rng: np.random.Generator, layout: str | None = None) -> Plate:
+    if layout is None:
+        names = list(LAYOUTS)
+        weights = np.array([LAYOUTS[n][1] for n in names])
+        layout = names[rng.choice(len(names), p=weights / weights.sum())]
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown plate layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+    return LAYOUTS[layout][0](rng)
+
+
+def _to_bgr(img: Image.Image) -> np.ndarray:
+    return cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
+
+
+# --- photometric and geometric degradation -------------------------------------------------
+
+
+def degrade(rng: np.random.Generator, img: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """Camera effects on a BGR image: blur, noise, glare, night/IR, occlusion, JPEG."""
+    out = img.astype(np.float32)
+    h, w = out.shape[:2]
+    if rng.random() < 0.3 * strength:  # glare: a soft bright blob
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        yy, xx = np.mgrid[0:h, 0:w]
+        r = rng.uniform(0.15, 0.5) * max(w, h)
+        blob = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)))[..., None]
+        out = out + blob * rng.uniform(60, 160)
+    if rng.random() < 0.25 * strength:  # night / IR: grey, dark or washed out, high gain noise
+        g = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY).astype(np.float32)
+        if rng.random() < 0.5:
+            g = 255 * (g / 255) ** rng.uniform(0.5, 0.9)  # IR-lit plate is bright
+        else:
+            g = g * rng.uniform(0.2, 0.5)
+        out = np.repeat(g[..., None], 3, axis=2)
+    alpha = rng.uniform(0.6, 1.3)
+    beta = rng.uniform(-50, 40)
+    out = out * alpha + beta
+    if rng.random() < 0.15 * strength:  # partial occlusion: tow bar, bumper sticker, mud
+        ow, oh = int(w * rng.uniform(0.05, 0.2)), int(h * rng.uniform(0.1, 0.5))
+        ox, oy = int(rng.uniform(0, w - ow)), int(rng.uniform(0, h - oh))
+        out[oy:oy + oh, ox:ox + ow] = rng.uniform(0, 255, size=3)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    k = rng.random()
+    if k < 0.3 * strength:
+        s = rng.uniform(0.4, 1.6)
+        out = cv2.GaussianBlur(out, (0, 0), s)
+    elif k < 0.45 * strength:  # motion blur along x
+        n = int(rng.integers(3, 8))
+        kern = np.zeros((n, n), np.float32)
+        kern[n // 2, :] = 1.0 / n
+        out = cv2.filter2D(out, -1, kern)
+    if rng.random() < 0.6:
+        sigma = rng.uniform(2, 12) * strength
+        out = np.clip(out.astype(np.float32) + rng.normal(0, sigma, out.shape), 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        q = int(rng.integers(25, 90))
+        ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])
+        if ok:
+            out = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+    return out
+
+
+def perspective_quad(rng: np.random.Generator, w: int, h: int, amount: float = 0.12) -> np.ndarray:
+    """Random plate corners (tl, tr, br, bl) in a w x h frame: yaw, pitch and roll of a real camera."""
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    jitter = rng.uniform(-amount, amount, size=(4, 2)) * np.array([w, h], np.float32)
+    roll = np.deg2rad(rng.uniform(-8, 8))
+    c, s = np.cos(roll), np.sin(roll)
+    centre = np.array([w / 2, h / 2], np.float32)
+    rot = (src - centre) @ np.array([[c, -s], [s, c]], np.float32).T + centre
+    return (rot + jitter).astype(np.float32)
+
+
+def plate_crop(rng: np.random.Generator, plate: Plate, out_w: int = 256, out_h: int = 128) -> np.ndarray:
+    """A crop as the detector would hand it to OCR: plate in perspective, loose margins, real-ish
+    surroundings (a car-coloured field), then camera degradation."""
+    ph, pw = plate.image.shape[:2]
+    quad = perspective_quad(rng, pw, ph, amount=rng.uniform(0.0, 0.1))
+    mx = rng.uniform(0.02, 0.18) * pw
+    my = rng.uniform(0.04, 0.3) * ph
+    quad = quad + np.array([mx, my], np.float32)
+    cw, ch = int(pw + 2 * mx), int(ph + 2 * my)
+    M = cv2.getPerspectiveTransform(np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32), quad)
+    body = tuple(int(v) for v in rng.integers(0, 256, size=3))
+    canvas = cv2.warpPerspective(plate.image, M, (cw, ch), borderMode=cv2.BORDER_CONSTANT, borderValue=body)
+    crop = cv2.resize(canvas, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    # Small plates in the frame arrive low-resolution: downsample then upsample.
+    if rng.random() < 0.5:
+        f = rng.uniform(0.15, 0.6)
+        small = cv2.resize(crop, (max(8, int(out_w * f)), max(4, int(out_h * f))), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    return degrade(rng, crop)

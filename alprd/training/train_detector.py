@@ -1,0 +1,258 @@
+"""Train the plate detector on real scenes from ../shared/data plus synthetic plates composited on them."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from alprd.datasets import SceneSample, detection_splits
+from alprd.recognition.preprocess import decode_centers, iou, letterbox
+from alprd.training.common import RunRecord, export_onnx, load_checkpoint, load_image, save_checkpoint
+from alprd.training.nets import PlateDetectorExport, PlateDetectorNet
+
+STRIDE = PlateDetectorNet.stride
+MAX_SIDE = 960
+
+
+def _render_face(seed: int) -> np.ndarray:
+    from alprd.synth.plates import degrade, render_plate
+
+    rng = np.random.default_rng(seed)
+    return degrade(rng, render_plate(rng).image, strength=0.6)
+
+
+def load_scene(s: SceneSample) -> tuple[np.ndarray, np.ndarray]:
+    img = load_image(s.image)
+    boxes = np.array([[b.x1, b.y1, b.x2, b.y2] for b in s.boxes], np.float32).reshape(-1, 4)
+    f = MAX_SIDE / max(img.shape[:2])
+    if f < 1:
+        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        boxes *= f
+    return img, boxes
+
+
+def paste_plate(rng: np.random.Generator, canvas: np.ndarray, face: np.ndarray) -> np.ndarray | None:
+    """Composite a plate face in perspective at a random place and size; returns its box."""
+    H, W = canvas.shape[:2]
+    fh, fw = face.shape[:2]
+    width = float(np.exp(rng.uniform(np.log(14), np.log(min(180, W * 0.5)))))
+    height = width * fh / fw
+    x0, y0 = rng.uniform(0, W - width), rng.uniform(0, H - height)
+    from alprd.synth.plates import perspective_quad
+
+    quad = perspective_quad(rng, width, height, amount=0.08) + np.array([x0, y0], np.float32)
+    src = np.array([[0, 0], [fw, 0], [fw, fh], [0, fh]], np.float32)
+    M = cv2.getPerspectiveTransform(src, quad)
+    warped = cv2.warpPerspective(face, M, (W, H), flags=cv2.INTER_AREA)
+    mask = cv2.warpPerspective(np.full((fh, fw), 255, np.uint8), M, (W, H))
+    m = (mask.astype(np.float32) / 255.0)[..., None]
+    canvas[:] = (canvas * (1 - m) + warped * m).astype(np.uint8)
+    x1, y1 = quad.min(0)
+    x2, y2 = quad.max(0)
+    return np.array([max(0, x1), max(0, y1), min(W, x2), min(H, y2)], np.float32)
+
+
+def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: float):
+    img, boxes = scenes[rng.integers(len(scenes))]
+    s = float(np.exp(rng.uniform(np.log(0.45), np.log(1.6))))
+    s = min(s, 2000 / max(img.shape[:2]))
+    im = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    bx = boxes * s
+    h, w = im.shape[:2]
+    # Crop centred on a plate most of the time so that each batch has positives.
+    if len(bx) and rng.random() < 0.8:
+        b = bx[rng.integers(len(bx))]
+        cx, cy = (b[0] + b[2]) / 2 + rng.uniform(-size / 3, size / 3), (b[1] + b[3]) / 2 + rng.uniform(-size / 3, size / 3)
+    else:
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+    x0, y0 = int(cx - size / 2), int(cy - size / 2)
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + size), min(h, y0 + size)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = im[sy0:sy1, sx0:sx1]
+    bx = bx - np.array([x0, y0, x0, y0], np.float32)
+    out = []
+    for b in bx:
+        c = np.clip(b, 0, size)
+        # Keep a plate cut by the crop only if most of it is still inside.
+        if (c[2] - c[0]) * (c[3] - c[1]) >= 0.6 * (b[2] - b[0]) * (b[3] - b[1]) and c[2] - c[0] >= 4:
+            out.append(c)
+    if rng.random() < composite_p:
+        for _ in range(int(rng.integers(1, 3))):
+            box = paste_plate(rng, canvas, faces[rng.integers(len(faces))])
+            if box is not None:
+                out.append(box)
+    if rng.random() < 0.5:
+        canvas = canvas[:, ::-1].copy()
+        out = [np.array([size - b[2], b[1], size - b[0], b[3]], np.float32) for b in out]
+    canvas = np.clip(canvas.astype(np.float32) * rng.uniform(0.6, 1.35) + rng.uniform(-40, 40), 0, 255).astype(np.uint8)
+    return canvas, out
+
+
+def targets(boxes, size: int):
+    g = size // STRIDE
+    heat = np.zeros((g, g), np.float32)
+    wh = np.zeros((2, g, g), np.float32)
+    off = np.zeros((2, g, g), np.float32)
+    mask = np.zeros((g, g), np.float32)
+    ys, xs = np.mgrid[0:g, 0:g]
+    for b in boxes:
+        bw, bh = b[2] - b[0], b[3] - b[1]
+        if bw < 2 or bh < 2:
+            continue
+        cx, cy = (b[0] + b[2]) / 2 / STRIDE, (b[1] + b[3]) / 2 / STRIDE
+        ix, iy = min(g - 1, int(cx)), min(g - 1, int(cy))
+        sx, sy = max(0.6, bw / STRIDE / 6), max(0.6, bh / STRIDE / 6)
+        gauss = np.exp(-((xs - ix) ** 2 / (2 * sx * sx) + (ys - iy) ** 2 / (2 * sy * sy)))
+        heat = np.maximum(heat, gauss)
+        wh[:, iy, ix] = np.log([bw, bh])
+        off[:, iy, ix] = [cx - ix, cy - iy]
+        mask[iy, ix] = 1
+    return heat, wh, off, mask
+
+
+def focal_loss(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    pos = gt.eq(1).float()
+    neg = 1 - pos
+    pos_loss = torch.log(p) * (1 - p) ** 2 * pos
+    neg_loss = torch.log(1 - p) * p ** 2 * (1 - gt) ** 4 * neg
+    n = pos.sum().clamp(min=1)
+    return -(pos_loss.sum() + neg_loss.sum()) / n
+
+
+def evaluate(net: PlateDetectorNet, scenes, input_w: int, threshold: float = 0.3) -> dict[str, float]:
+    net.eval()
+    found = total = fps = small_found = small_total = 0
+    with torch.no_grad():
+        for img, boxes in scenes:
+            h, w = img.shape[:2]
+            in_h = int(np.ceil(input_w * h / w / 32) * 32)
+            blob, scale, px, py = letterbox(img, input_w, in_h)
+            heat, size, off = PlateDetectorExport(net)(torch.from_numpy(blob))
+            dets = decode_centers(heat[0, 0].numpy(), size[0].numpy(), off[0].numpy(), STRIDE, threshold)
+            dets = [((d[0] - px) / scale, (d[1] - py) / scale, (d[2] - px) / scale, (d[3] - py) / scale) for d in dets]
+            matched = set()
+            for b in boxes:
+                hit = any(iou(b, d) > 0.3 for d in dets)
+                found += hit
+                total += 1
+                if (b[2] - b[0]) * 1920 / w < 60 * 1:  # under 60 px wide at 1080p scale
+                    small_total += 1
+                    small_found += hit
+                matched |= {i for i, d in enumerate(dets) if iou(b, d) > 0.3}
+            fps += len(dets) - len(matched)
+    net.train()
+    return {"recall": found / max(total, 1), "fp_per_image": fps / max(len(scenes), 1),
+            "recall_small": small_found / max(small_total, 1), "boxes": total, "small_boxes": small_total}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="alprd train detector")
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--out", type=Path, default=Path("runs/detector"))
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--size", type=int, default=320, help="square training crop")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--faces", type=int, default=1500, help="synthetic plate faces for compositing")
+    ap.add_argument("--composite", type=float, default=0.5, help="share of crops given synthetic plates")
+    ap.add_argument("--input-width", type=int, default=640, help="inference width used for dev eval")
+    ap.add_argument("--eval-limit", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--export", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rec = RunRecord(args.out, "detector", {k: str(v) for k, v in vars(args).items()})
+    splits = detection_splits(args.data)
+    rec.set("data", {k: len(v) for k, v in splits.items()})
+    t0 = time.time()
+    train = [load_scene(s) for s in splits["train"]]
+    dev_rng = np.random.default_rng(0)
+    dev_idx = dev_rng.permutation(len(splits["dev"]))[: args.eval_limit]
+    dev = [load_scene(splits["dev"][i]) for i in sorted(dev_idx)]
+    with Pool(args.workers) as pool:
+        faces = pool.map(_render_face, range(2_000_000, 2_000_000 + args.faces), chunksize=32)
+    print(f"loaded {len(train)} train, {len(dev)} dev scenes, {len(faces)} faces in {time.time() - t0:.0f}s", flush=True)
+
+    net = PlateDetectorNet()
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
+    step, best = 0, -1.0
+    ck = load_checkpoint(args.out / "last.pt")
+    if ck:
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        step, best = ck["step"], ck["best"]
+        print(f"resumed at step {step}", flush=True)
+    rng = np.random.default_rng(step + 7)
+    net.train()
+    t0 = time.time()
+    while step < args.steps:
+        imgs, hs, whs, offs, masks = [], [], [], [], []
+        for _ in range(args.batch):
+            im, bx = sample(rng, train, faces, args.size, args.composite)
+            h, wh, off, m = targets(bx, args.size)
+            imgs.append(im.transpose(2, 0, 1))
+            hs.append(h)
+            whs.append(wh)
+            offs.append(off)
+            masks.append(m)
+        x = torch.from_numpy(np.stack(imgs).astype(np.float32))
+        gt = torch.from_numpy(np.stack(hs))[:, None]
+        wh_t, off_t = torch.from_numpy(np.stack(whs)), torch.from_numpy(np.stack(offs))
+        m = torch.from_numpy(np.stack(masks))[:, None]
+        heat, size, off = net(x)
+        n = m.sum().clamp(min=1)
+        loss_h = focal_loss(heat, gt)
+        loss_s = (F.l1_loss(size, wh_t, reduction="none") * m).sum() / n
+        loss_o = (F.l1_loss(torch.sigmoid(off), off_t, reduction="none") * m).sum() / n
+        loss = loss_h + 0.5 * loss_s + loss_o
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+        opt.step()
+        sched.step()
+        step += 1
+        if step % 50 == 0:
+            print(f"step {step} loss {loss.item():.3f} (heat {loss_h.item():.3f} size {loss_s.item():.3f} "
+                  f"off {loss_o.item():.3f}) {(time.time() - t0) / 50:.2f}s/step", flush=True)
+            t0 = time.time()
+        if step % args.eval_every == 0 or step == args.steps:
+            metrics = evaluate(net, dev, args.input_width)
+            rec.add_eval(step, metrics)
+            print(f"eval step {step}: {metrics}", flush=True)
+            score = metrics["recall"] - 0.05 * metrics["fp_per_image"]
+            if score > best:
+                best = score
+                save_checkpoint(args.out / "best.pt", model=net.state_dict(), step=step, metrics=metrics)
+            save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(),
+                            sched=sched.state_dict(), step=step, best=best)
+    if args.export:
+        export_detector(args.out / "best.pt", args.export)
+        rec.set("exported", str(args.export))
+    return 0
+
+
+def export_detector(checkpoint: Path, path: Path) -> None:
+    net = PlateDetectorNet()
+    net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+    export_onnx(PlateDetectorExport(net), torch.zeros(1, 3, 384, 640), path, "image",
+                ["heatmap", "size", "offset"],
+                {"image": {2: "height", 3: "width"}, "heatmap": {2: "h4", 3: "w4"},
+                 "size": {2: "h4", 3: "w4"}, "offset": {2: "h4", 3: "w4"}})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

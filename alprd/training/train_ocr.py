@@ -1,0 +1,211 @@
+"""Train the plate reader: synthetic plates + real labelled crops + teacher pseudo-labels."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from alprd.datasets import CropSample, ocr_splits, read_ocr_csv
+from alprd.recognition.base import ALPHABET, PAD
+from alprd.recognition.preprocess import ocr_input
+from alprd.training.common import RunRecord, export_onnx, load_checkpoint, load_image, save_checkpoint
+from alprd.training.nets import PlateOcrExport, PlateOcrNet
+
+H, W, SLOTS = 64, 128, 10
+CHARS = ALPHABET + PAD
+
+
+def encode(text: str) -> np.ndarray:
+    text = text[:SLOTS]
+    return np.array([CHARS.index(c) for c in text.ljust(SLOTS, PAD)], np.int64)
+
+
+def decode(idx: np.ndarray) -> str:
+    return "".join(CHARS[i] for i in idx if CHARS[i] != PAD)
+
+
+def _render_one(seed: int) -> tuple[np.ndarray, str]:
+    from alprd.synth.plates import plate_crop, render_plate
+
+    rng = np.random.default_rng(seed)
+    p = render_plate(rng)
+    crop = plate_crop(rng, p, 256, 128)
+    return ocr_input([crop], H, W)[0, 0].astype(np.uint8), p.text
+
+
+def synthetic_bank(n: int, cache: Path, workers: int) -> tuple[np.ndarray, list[str]]:
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        if len(z["images"]) >= n:
+            return z["images"][:n], list(z["texts"][:n])
+    with Pool(workers) as pool:
+        items = pool.map(_render_one, range(1_000_000, 1_000_000 + n), chunksize=64)
+    images = np.stack([i for i, _ in items])
+    texts = [t for _, t in items]
+    np.savez(cache, images=images, texts=np.array(texts))
+    return images, texts
+
+
+def jitter_crop(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Real crops come from a detector whose boxes wobble: shift/scale/rotate a little, then degrade."""
+    h, w = img.shape[:2]
+    ang = rng.uniform(-4, 4)
+    sc = rng.uniform(0.88, 1.08)
+    M = cv2.getRotationMatrix2D((w / 2, h / 2), ang, sc)
+    M[0, 2] += rng.uniform(-0.05, 0.05) * w
+    M[1, 2] += rng.uniform(-0.07, 0.07) * h
+    out = cv2.warpAffine(img, M, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    from alprd.synth.plates import degrade
+
+    return degrade(rng, out, strength=0.5)
+
+
+def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float) -> list[CropSample]:
+    """Label text-less real crops with the teacher OCR; keep only confident, plausible reads."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(teacher), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0].name
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+    kept = []
+    for s in samples:
+        img = cv2.imread(str(s.image))
+        if img is None:
+            continue
+        x = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (128, 64))[None]
+        probs = sess.run(["plate"], {inp: x})[0][0]  # [slots, 37]; the region head is unused
+        idx = probs.argmax(1)
+        conf = probs.max(1)
+        text = "".join(alphabet[i] for i in idx if alphabet[i] != "_")
+        if conf.min() >= min_conf and 5 <= len(text) <= 8:
+            kept.append(CropSample(s.image, text, text))
+    return kept
+
+
+def evaluate(net: PlateOcrNet, samples: list[tuple[np.ndarray, str]]) -> float:
+    if not samples:
+        return float("nan")
+    net.eval()
+    hits = 0
+    with torch.no_grad():
+        for i in range(0, len(samples), 128):
+            chunk = samples[i:i + 128]
+            x = torch.from_numpy(ocr_input([c for c, _ in chunk], H, W))
+            pred = net(x).argmax(-1).numpy()
+            hits += sum(decode(p) == t for p, (_, t) in zip(pred, chunk))
+    net.train()
+    return hits / len(samples)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="alprd train ocr")
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--out", type=Path, default=Path("runs/ocr"))
+    ap.add_argument("--steps", type=int, default=8000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--synthetic", type=int, default=20000, help="synthetic plates rendered once")
+    ap.add_argument("--synthetic-share", type=float, default=0.4)
+    ap.add_argument("--teacher", type=Path, help="teacher OCR ONNX for pseudo-labels (training only)")
+    ap.add_argument("--teacher-min-conf", type=float, default=0.9)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rec = RunRecord(args.out, "ocr", {k: str(v) for k, v in vars(args).items()})
+
+    splits = ocr_splits(args.data)
+    train = splits["us_train"] + splits["br_train"]
+    pseudo: list[CropSample] = []
+    no_text = args.data / "openalpr_train_detector" / "crops_no_text.csv"
+    if args.teacher and no_text.exists():
+        cache = args.out / "pseudo.csv"
+        if cache.exists():
+            pseudo = [CropSample(Path(p), t, t) for p, t in (ln.split(",") for ln in cache.read_text().split())]
+        else:
+            pseudo = pseudo_label(args.teacher, read_ocr_csv(no_text), args.teacher_min_conf)
+            cache.write_text("".join(f"{s.image},{s.text}\n" for s in pseudo))
+    rec.set("data", {k: len(v) for k, v in splits.items()} | {"pseudo": len(pseudo), "synthetic": args.synthetic})
+    print({k: len(v) for k, v in splits.items()}, "pseudo", len(pseudo), flush=True)
+
+    # Real crops are shrunk once to a little over the model's input: augmenting full-size crops
+    # every step cost more than the network itself.
+    real = [(cv2.resize(load_image(s.image), (W + 16, H + 8), interpolation=cv2.INTER_AREA), s.text)
+            for s in train + pseudo if len(s.text) <= SLOTS]
+    dev = {k: [(load_image(s.image), s.text) for s in splits[k]] for k in ("us_dev", "br_dev")}
+    t0 = time.time()
+    syn_img, syn_txt = synthetic_bank(args.synthetic, args.out / "synthetic.npz", args.workers)
+    print(f"synthetic bank {len(syn_img)} in {time.time() - t0:.0f}s", flush=True)
+    syn_lab = np.stack([encode(t) for t in syn_txt])
+
+    net = PlateOcrNet(SLOTS, len(CHARS), H, W)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
+    step, best = 0, -1.0
+    ck = load_checkpoint(args.out / "last.pt")
+    if ck:
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        step, best = ck["step"], ck["best"]
+        print(f"resumed at step {step}", flush=True)
+    rng = np.random.default_rng(step)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    n_syn = int(args.batch * args.synthetic_share)
+    net.train()
+    t0 = time.time()
+    while step < args.steps:
+        si = rng.integers(len(syn_img), size=n_syn)
+        imgs = [syn_img[i] for i in si]
+        labs = [syn_lab[i] for i in si]
+        for i in rng.integers(len(real), size=args.batch - n_syn):
+            img, text = real[i]
+            imgs.append(jitter_crop(rng, img))
+            labs.append(encode(text))
+        x = torch.from_numpy(ocr_input(imgs, H, W))
+        y = torch.from_numpy(np.stack(labs))
+        logits = net(x)
+        loss = loss_fn(logits.reshape(-1, len(CHARS)), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        if step % 50 == 0:
+            print(f"step {step} loss {loss.item():.3f} {(time.time() - t0) / 50:.2f}s/step", flush=True)
+            t0 = time.time()
+        if step % args.eval_every == 0 or step == args.steps:
+            m = {k: evaluate(net, v) for k, v in dev.items()}
+            score = float(np.nanmean(list(m.values())))
+            rec.add_eval(step, m)
+            print(f"eval step {step}: {m}", flush=True)
+            if score > best:
+                best = score
+                save_checkpoint(args.out / "best.pt", model=net.state_dict(), step=step, metrics=m)
+            save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(),
+                            sched=sched.state_dict(), step=step, best=best)
+    if args.export:
+        export_ocr(args.out / "best.pt", args.export)
+        rec.set("exported", str(args.export))
+    return 0
+
+
+def export_ocr(checkpoint: Path, path: Path) -> None:
+    net = PlateOcrNet(SLOTS, len(CHARS), H, W)
+    net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+    export_onnx(PlateOcrExport(net), torch.zeros(1, 1, H, W), path, "image", ["probs"],
+                {"image": {0: "batch"}, "probs": {0: "batch"}})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

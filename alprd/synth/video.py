@@ -1,0 +1,112 @@
+"""Synthetic traffic video: vehicles carrying rendered plates drive through a road scene.
+
+Every test video in the project comes from here, with its ground truth, so tests need no outside data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from alprd.synth.plates import Plate, degrade, render_plate
+
+
+@dataclass
+class Vehicle:
+    text: str
+    layout: str
+    start_frame: int
+    end_frame: int
+    lane_x: float  # horizontal centre as a fraction of frame width
+    plate_width: int  # plate width in pixels when nearest the camera
+    color: tuple[int, int, int]
+    parked: bool = False
+    boxes: dict[int, tuple[int, int, int, int]] = field(default_factory=dict, repr=False)
+
+
+def road_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    bg = np.zeros((height, width, 3), np.uint8)
+    horizon = int(height * 0.25)
+    bg[:horizon] = (200, 170, 140)  # sky
+    bg[horizon:] = (90, 90, 95)  # asphalt
+    noise = rng.normal(0, 8, (height - horizon, width, 1))
+    bg[horizon:] = np.clip(bg[horizon:].astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    for frac in (0.33, 0.66):  # lane markings converging at the horizon
+        top = (int(width * (0.45 + (frac - 0.5) * 0.2)), horizon)
+        bottom = (int(width * frac), height)
+        cv2.line(bg, top, bottom, (230, 230, 230), 3)
+    return bg
+
+
+def _draw_vehicle(frame: np.ndarray, v: Vehicle, plate: Plate, cx: float, cy: float, scale: float):
+    """Car rear at (cx, cy) with the plate near its bottom; returns the plate's box."""
+    pw = max(8, int(v.plate_width * scale))
+    ph = max(4, int(pw * plate.image.shape[0] / plate.image.shape[1]))
+    car_w, car_h = int(pw * 3.6), int(pw * 2.4)
+    x1, y1 = int(cx - car_w / 2), int(cy - car_h * 0.75)
+    cv2.rectangle(frame, (x1, y1), (x1 + car_w, y1 + car_h), v.color, -1)
+    cv2.rectangle(frame, (x1 + car_w // 8, y1 + car_h // 10), (x1 + car_w * 7 // 8, y1 + car_h * 4 // 10),
+                  (60, 50, 40), -1)  # rear window
+    for lx in (x1 + car_w // 14, x1 + car_w * 13 // 14 - car_w // 8):  # tail lights
+        cv2.rectangle(frame, (lx, y1 + car_h // 2), (lx + car_w // 8, y1 + car_h // 2 + car_h // 10), (30, 30, 200), -1)
+    px1, py1 = int(cx - pw / 2), int(y1 + car_h * 0.62)
+    plate_img = cv2.resize(plate.image, (pw, ph), interpolation=cv2.INTER_AREA)
+    h, w = frame.shape[:2]
+    xa, ya, xb, yb = max(0, px1), max(0, py1), min(w, px1 + pw), min(h, py1 + ph)
+    if xb <= xa or yb <= ya:
+        return None
+    frame[ya:yb, xa:xb] = plate_img[ya - py1:yb - py1, xa - px1:xb - px1]
+    if xa != px1 or ya != py1 or xb != px1 + pw or yb != py1 + ph:
+        return None  # partly out of frame: not counted as a readable plate
+    return (px1, py1, px1 + pw, py1 + ph)
+
+
+def plan_vehicles(rng: np.random.Generator, vehicles: int, frames: int, fps: float) -> list[Vehicle]:
+    """Vehicles spread over the clip; neighbours overlap in time in different lanes."""
+    out = []
+    span = max(1, frames // max(1, vehicles))
+    for i in range(vehicles):
+        dur = int(rng.uniform(1.6, 3.0) * fps)
+        start = min(frames - dur, int(i * span * 0.9)) if frames > dur else 0
+        plate = None
+        layout = ["us", "eu", "br", "mercosur", "us2", "eu2"][i % 6]
+        plate = render_plate(rng, layout)
+        out.append(Vehicle(plate.text, layout, max(0, start), min(frames - 1, start + dur),
+                           lane_x=[0.3, 0.55, 0.75][i % 3], plate_width=int(rng.uniform(140, 200)),
+                           color=tuple(int(c) for c in rng.integers(30, 220, 3))))
+        out[-1]._plate = plate  # type: ignore[attr-defined]
+    return out
+
+
+def write_traffic_video(path: Path, vehicles: int = 6, seconds: float = 12.0, width: int = 1280,
+                        height: int = 720, fps: float = 15.0, seed: int = 1, noise: bool = True) -> list[Vehicle]:
+    rng = np.random.default_rng(seed)
+    frames = int(seconds * fps)
+    plan = plan_vehicles(rng, vehicles, frames, fps)
+    bg = road_background(rng, width, height)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot write video {path}")
+    scale_w = width / 1280
+    for f in range(frames):
+        frame = bg.copy()
+        # Far vehicles first so that near ones cover them.
+        active = [v for v in plan if v.start_frame <= f <= v.end_frame]
+        active.sort(key=lambda v: (f - v.start_frame) / max(1, v.end_frame - v.start_frame))
+        for v in active:
+            t = (f - v.start_frame) / max(1, v.end_frame - v.start_frame)
+            # Approaching the camera: moves down and grows.
+            cy = height * (0.45 + 0.5 * t)
+            cx = width * v.lane_x
+            scale = (0.55 + 0.45 * t) * scale_w
+            box = _draw_vehicle(frame, v, v._plate, cx, cy, scale)  # type: ignore[attr-defined]
+            if box:
+                v.boxes[f] = box
+        if noise:
+            frame = degrade(np.random.default_rng(seed * 100_003 + f), frame, strength=0.2) if f % 7 == 0 else frame
+        writer.write(frame)
+    writer.release()
+    return plan

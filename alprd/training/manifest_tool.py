@@ -1,0 +1,48 @@
+"""Write models/manifest.json from the exported ONNX files (sha256, input size, alphabet)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from alprd.recognition.base import ALPHABET, PAD
+from alprd.recognition.manifest import sha256_of
+
+
+def build_manifest(models_dir: Path, version: str) -> dict:
+    entries = []
+    det = models_dir / "plate_detector.onnx"
+    if det.exists():
+        entries.append({
+            "name": "plate_detector", "version": version, "task": "detector", "file": det.name,
+            "sha256": sha256_of(det),
+            "input": {"layout": "NCHW", "color": "BGR", "range": "0-255", "stride": 4,
+                      "size": "any multiple of 32 (letterboxed); default width 640"},
+            "outputs": ["heatmap (sigmoid)", "size (log px)", "offset (sigmoid)"],
+        })
+    ocr = models_dir / "plate_ocr.onnx"
+    if ocr.exists():
+        entries.append({
+            "name": "plate_ocr", "version": version, "task": "ocr", "file": ocr.name,
+            "sha256": sha256_of(ocr),
+            "input": {"layout": "NCHW", "height": 64, "width": 128, "channels": 1, "color": "grey",
+                      "range": "0-255"},
+            "alphabet": ALPHABET, "pad": PAD, "slots": 10,
+        })
+    return {"format": 1, "models": entries}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m alprd.training.manifest_tool")
+    ap.add_argument("models_dir", type=Path)
+    ap.add_argument("--version", required=True)
+    args = ap.parse_args(argv)
+    m = build_manifest(args.models_dir, args.version)
+    (args.models_dir / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    print(json.dumps(m, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""Shared fixtures: real mosquitto brokers on free loopback ports, an MQTT subscriber, test videos."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
+
+
+class Broker:
+    """A mosquitto of our own on a free port, stoppable and restartable on the same port."""
+
+    def __init__(self, workdir: Path, extra_conf: str = "", port: int | None = None):
+        if not shutil.which("mosquitto"):
+            pytest.fail("mosquitto is not installed (apt-get install mosquitto)")
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.conf = workdir / f"mosquitto-{self.port}.conf"
+        body = extra_conf or f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        self.conf.write_text(body + "persistence false\nlog_dest stderr\n")
+        self.proc: subprocess.Popen | None = None
+        self.log = workdir / f"mosquitto-{self.port}.log"
+
+    def start(self) -> Broker:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=log, stderr=log)
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def broker_factory(tmp_path):
+    made: list[Broker] = []
+
+    def make(extra_conf: str = "", port: int | None = None) -> Broker:
+        b = Broker(tmp_path, extra_conf, port)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+class Subscriber:
+    """Collects messages from a broker; reconnects by itself while the broker restarts."""
+
+    def __init__(self, port: int, topic: str = "#", **tls):
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}-{time.time_ns()}",
+                                  protocol=mqtt.MQTTv5)
+        if tls:
+            self.client.tls_set(**tls)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect_async("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+
+    def payloads(self, suffix: str) -> list[dict]:
+        with self._lock:
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix)]
+
+    def wait_for(self, predicate, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def subscriber_factory():
+    subs: list[Subscriber] = []
+
+    def make(port: int, topic: str = "#", **tls) -> Subscriber:
+        s = Subscriber(port, topic, **tls)
+        subs.append(s)
+        return s
+
+    yield make
+    for s in subs:
+        s.close()
+
+
+@pytest.fixture(scope="session")
+def traffic_video(tmp_path_factory):
+    """A short synthetic traffic clip with known plates (rendered once per test session)."""
+    from alprd.synth.video import write_traffic_video
+
+    path = tmp_path_factory.mktemp("video") / "traffic.mp4"
+    truth = write_traffic_video(path, vehicles=4, seconds=6, width=960, height=540, fps=10, seed=7)
+    return path, truth
+
+
+def write_config(path: Path, **overrides) -> Path:
+    cfg = {
+        "unit_id": "test-unit",
+        "cameras": [{"id": "cam1", "source": "missing.mp4"}],
+        "models": {"dir": str(MODELS)},
+        "mqtt": {"host": "127.0.0.1", "port": 1883, "topic_prefix": "alprd"},
+        "spool": {"path": str(path.parent / "spool.db")},
+        "workers": 2,
+        "stats_interval_s": 1,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def start_daemon(config: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "alprd", "run", "-c", str(config), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=config.parent,
+        env={**os.environ, **(env or {})},
+    )

@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from alprd.evaluate import run_eval
 
-    return run_eval(Path(args.dataset), _models_config(args), args.json)
+    return run_eval(Path(args.dataset), _models_config(args), args.json, args.split)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config")
     p.add_argument("--models")
     p.add_argument("--json", help="write the metrics here as JSON")
+    p.add_argument("--split", choices=["all", "train", "dev"], default="all",
+                   help="for ../shared/data CSVs: the project's fixed held-out split (dev) or the rest")
     p = sub.add_parser("synth", help="render a synthetic traffic video with known plates")
     p.add_argument("out")
     p.add_argument("--vehicles", type=int, default=6)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from alprd.config import ModelsConfig
-from alprd.recognition.base import PlateDetector, PlateOCR, PlateRead
+from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateRead
 from alprd.recognition.manifest import default_models_dir, load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR
 from alprd.recognition.preprocess import crop_plate
@@ -44,6 +44,10 @@ class Recognizer:
 
     def recognize(self, frame: np.ndarray, timings: Timings | None = None) -> list[PlateRead]:
         """Confident reads in a BGR frame, most confident first."""
+        return self.analyse(frame, timings)[1]
+
+    def analyse(self, frame: np.ndarray, timings: Timings | None = None) -> tuple[list[Detection], list[PlateRead]]:
+        """All detections, and the confident reads among them."""
         t0 = time.perf_counter()
         dets = self.detector.detect(frame)
         t1 = time.perf_counter()
@@ -57,4 +61,4 @@ class Recognizer:
             for d, t in zip(dets, texts)
             if t.confidence >= self.min_confidence and len(t.text) >= self.min_chars
         ]
-        return sorted(reads, key=lambda r: -r.confidence)
+        return dets, sorted(reads, key=lambda r: -r.confidence)

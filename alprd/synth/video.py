@@ -110,3 +110,16 @@ def write_traffic_video(path: Path, vehicles: int = 6, seconds: float = 12.0, wi
         writer.write(frame)
     writer.release()
     return plan
+
+
+def render_still(rng: np.random.Generator, width: int = 1280, height: int = 720,
+                 layout: str | None = None) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
+    """One road frame with one vehicle: (BGR frame, plate text, plate box)."""
+    frame = road_background(rng, width, height)
+    plate = render_plate(rng, layout)
+    v = Vehicle(plate.text, plate.layout, 0, 0, lane_x=float(rng.uniform(0.3, 0.7)),
+                plate_width=int(rng.uniform(90, 200) * width / 1280),
+                color=tuple(int(c) for c in rng.integers(30, 220, 3)))
+    box = _draw_vehicle(frame, v, plate, width * v.lane_x, height * rng.uniform(0.55, 0.8), 1.0)
+    assert box is not None
+    return degrade(rng, frame, strength=0.3), plate.text, box

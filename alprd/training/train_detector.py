@@ -170,11 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--export", type=Path, default=None)
+    ap.add_argument("--limit", type=int, default=0, help="use at most this many train scenes (smoke runs)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "detector", {k: str(v) for k, v in vars(args).items()})
     splits = detection_splits(args.data)
+    if args.limit:
+        splits["train"] = splits["train"][: args.limit]
     rec.set("data", {k: len(v) for k, v in splits.items()})
     t0 = time.time()
     train = [load_scene(s) for s in splits["train"]]

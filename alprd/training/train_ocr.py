@@ -119,12 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
+    ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "ocr", {k: str(v) for k, v in vars(args).items()})
 
     splits = ocr_splits(args.data)
+    if args.limit:
+        splits = {k: v[: args.limit] for k, v in splits.items()}
     train = splits["us_train"] + splits["br_train"]
     pseudo: list[CropSample] = []
     no_text = args.data / "openalpr_train_detector" / "crops_no_text.csv"
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         if cache.exists():
             pseudo = [CropSample(Path(p), t, t) for p, t in (ln.split(",") for ln in cache.read_text().split())]
         else:
-            pseudo = pseudo_label(args.teacher, read_ocr_csv(no_text), args.teacher_min_conf)
+            unlabelled = read_ocr_csv(no_text)[: args.limit or None]
+            pseudo = pseudo_label(args.teacher, unlabelled, args.teacher_min_conf)
             cache.write_text("".join(f"{s.image},{s.text}\n" for s in pseudo))
     rec.set("data", {k: len(v) for k, v in splits.items()} | {"pseudo": len(pseudo), "synthetic": args.synthetic})
     print({k: len(v) for k, v in splits.items()}, "pseudo", len(pseudo), flush=True)

@@ -1,0 +1,149 @@
+"""`alprd eval`: detection recall/precision and exact-match reading on labelled data.
+
+Scenes (OpenALPR benchmark folder, or a detection CSV) go through exactly the daemon's path:
+detector, crop, OCR. Crop sets (an OCR CSV) measure the reader alone on the given crops."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import cv2
+
+from alprd.config import ModelsConfig
+from alprd.datasets import (
+    ROMANIA_DEV_VIDEOS,
+    CropSample,
+    SceneSample,
+    is_held_out,
+    read_detection_csv,
+    read_ocr_csv,
+    read_openalpr_benchmark,
+    romania_video,
+)
+from alprd.errors import UserError
+from alprd.recognition.preprocess import iou
+from alprd.recognition.recognizer import Recognizer, Timings
+
+IOU_MIN = 0.3
+
+
+def _csv_kind(path: Path) -> str:
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if {"x1", "y1", "x2", "y2"} <= set(header):
+        return "detection"
+    if "text" in header and "image" in header:
+        return "ocr"
+    raise UserError(f"{path}: unknown CSV layout (header {','.join(header)}); expected "
+                    "image,x1,y1,x2,y2,text or image,text")
+
+
+def _split_scenes(scenes: list[SceneSample], split: str, path: Path) -> list[SceneSample]:
+    if split == "all":
+        return scenes
+    if "romania" in str(path):
+        keep = [s for s in scenes if (romania_video(s.image) in ROMANIA_DEV_VIDEOS) == (split == "dev")]
+    elif path.name in ("val.csv", "valid.csv"):
+        keep = scenes if split == "dev" else []
+    else:
+        keep = scenes if split == "train" else []
+    return keep
+
+
+def eval_scenes(rec: Recognizer, scenes: list[SceneSample]) -> dict:
+    boxes = found = small = small_found = fps = texts = exact = dets_total = 0
+    tm = Timings()
+    t0 = time.perf_counter()
+    for s in scenes:
+        img = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
+        if img is None:
+            raise UserError(f"{s.image}: not a readable image")
+        dets, reads = rec.analyse(img, tm)  # the daemon's own path
+        dets_total += len(dets)
+        matched: set[int] = set()
+        scale_1080 = 1920 / img.shape[1]
+        for b in s.boxes:
+            gt = (b.x1, b.y1, b.x2, b.y2)
+            hits = [i for i, d in enumerate(dets) if iou(gt, d.box) > IOU_MIN]
+            boxes += 1
+            found += bool(hits)
+            matched.update(hits)
+            if (b.x2 - b.x1) * scale_1080 < 60:
+                small += 1
+                small_found += bool(hits)
+            if b.text:
+                texts += 1
+                exact += any(r.text == b.text and iou(gt, r.box) > IOU_MIN for r in reads)
+        fps += len(dets) - len(matched)
+    n = max(1, len(scenes))
+    return {
+        "images": len(scenes),
+        "boxes": boxes,
+        "recall": found / max(1, boxes),
+        "precision": (dets_total - fps) / max(1, dets_total),
+        "false_positives_per_image": fps / n,
+        "small_boxes": small,
+        "recall_small": small_found / max(1, small) if small else None,
+        "labelled_texts": texts,
+        "exact_match": exact / texts if texts else None,
+        "ms_per_image": (time.perf_counter() - t0) * 1000 / n,
+        "detect_ms_per_image": tm.detect_ms / n,
+        "ocr_ms_per_plate": tm.ocr_ms / max(1, dets_total),
+    }
+
+
+def eval_crops(rec: Recognizer, crops: list[CropSample]) -> dict:
+    imgs = []
+    for c in crops:
+        img = cv2.imread(str(c.image), cv2.IMREAD_COLOR)
+        if img is None:
+            raise UserError(f"{c.image}: not a readable image")
+        imgs.append(img)
+    t0 = time.perf_counter()
+    out = []
+    for i in range(0, len(imgs), 32):
+        out.extend(rec.ocr.read(imgs[i:i + 32]))
+    ms = (time.perf_counter() - t0) * 1000 / max(1, len(imgs))
+    exact = sum(o.text == c.text for o, c in zip(out, crops))
+    chars_ok = sum(sum(a == b for a, b in zip(o.text, c.text)) for o, c in zip(out, crops))
+    chars = sum(len(c.text) for c in crops)
+    errors = [{"image": str(c.image), "truth": c.text, "read": o.text} for o, c in zip(out, crops) if o.text != c.text]
+    return {"crops": len(crops), "exact_match": exact / max(1, len(crops)),
+            "char_accuracy": chars_ok / max(1, chars), "ms_per_crop": ms, "errors": errors[:50]}
+
+
+def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: str = "all") -> int:
+    rec = Recognizer.from_config(models)
+    if dataset.is_dir():
+        scenes = read_openalpr_benchmark(dataset)
+        if not scenes:
+            raise UserError(f"{dataset}: no IMAGE.txt label files found (OpenALPR benchmark layout)")
+        result = {"dataset": str(dataset), "kind": "scenes", **eval_scenes(rec, scenes)}
+    elif dataset.suffix.lower() == ".csv" and dataset.is_file():
+        if _csv_kind(dataset) == "detection":
+            scenes = _split_scenes(read_detection_csv(dataset), split, dataset)
+            result = {"dataset": str(dataset), "split": split, "kind": "scenes", **eval_scenes(rec, scenes)}
+        else:
+            crops = [c for c in read_ocr_csv(dataset) if c.text]
+            if split != "all":
+                crops = [c for c in crops if is_held_out(c.group) == (split == "dev")]
+            result = {"dataset": str(dataset), "split": split, "kind": "crops", **eval_crops(rec, crops)}
+    else:
+        raise UserError(f"{dataset}: not a folder or a .csv file")
+    result["models"] = rec.model_versions
+    _print_table(result)
+    if json_out:
+        Path(json_out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _print_table(result: dict) -> None:
+    rows = [(k, v) for k, v in result.items() if k not in ("errors", "models")]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        if isinstance(v, float):
+            v = f"{v:.4f}" if v <= 1 else f"{v:.2f}"
+        print(f"{k.ljust(width)}  {v}")

@@ -124,7 +124,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
         raise UserError("the synthetic engine needs Pillow: pip install '.[synth]'") from None
     truth = write_traffic_video(Path(args.out), vehicles=args.vehicles, seconds=args.seconds,
                                 width=args.width, height=args.height, fps=args.fps, seed=args.seed)
-    print(json.dumps({"video": args.out, "vehicles": [v.__dict__ for v in truth]}))
+    vehicles = [{"plate": v.text, "layout": v.layout, "first_frame": v.start_frame, "last_frame": v.end_frame}
+                for v in truth]
+    print(json.dumps({"video": args.out, "vehicles": vehicles}))
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -141,7 +142,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
@@ -177,6 +178,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"{p}: config file not found") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config file ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (expected UTF-8 YAML)") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
@@ -238,8 +241,17 @@ def validate(cfg: Config, base: Path) -> None:
         seen.add(c.id)
         if not c.source:
             raise ConfigError(f"cameras[{i}].source: required (a video file, image folder, rtsp://, http:// URL or /dev/videoN)")
+        if c.reconnect_min_s <= 0:
+            raise ConfigError(f"cameras[{i}].reconnect_min_s: {c.reconnect_min_s} must be positive")
+        if c.reconnect_max_s < c.reconnect_min_s:
+            raise ConfigError(f"cameras[{i}].reconnect_max_s: {c.reconnect_max_s} must be at least reconnect_min_s "
+                              f"({c.reconnect_min_s})")
     if not 1 <= cfg.mqtt.port <= 65535:
         raise ConfigError(f"mqtt.port: {cfg.mqtt.port} is not a TCP port (1-65535)")
+    if not 1 <= cfg.mqtt.keepalive_s <= 65535:
+        raise ConfigError(f"mqtt.keepalive_s: {cfg.mqtt.keepalive_s} must be between 1 and 65535")
+    if cfg.mqtt.max_inflight < 1:
+        raise ConfigError(f"mqtt.max_inflight: {cfg.mqtt.max_inflight} must be at least 1")
     if cfg.mqtt.password and cfg.mqtt.password_env:
         raise ConfigError("mqtt.password and mqtt.password_env: set only one")
     if cfg.mqtt.password_env and cfg.mqtt.password_env not in os.environ:
@@ -264,6 +276,10 @@ def validate(cfg: Config, base: Path) -> None:
         v = getattr(cfg.models, key)
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"models.{key}: {v} must be between 0 and 1")
+    if cfg.models.intra_op_threads < 0:
+        raise ConfigError(f"models.intra_op_threads: {cfg.models.intra_op_threads} must be 0 (onnxruntime's choice) or more")
+    if cfg.models.min_plate_chars < 1:
+        raise ConfigError(f"models.min_plate_chars: {cfg.models.min_plate_chars} must be at least 1")
     if cfg.spool.max_rows < 100:
         raise ConfigError(f"spool.max_rows: {cfg.spool.max_rows} is too small (at least 100)")
     if cfg.stats_interval_s <= 0:

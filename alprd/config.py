@@ -38,7 +38,7 @@ class ModelsConfig:
     detector: str = "plate_detector"
     ocr: str = "plate_ocr"
     detector_input_width: int = 640
-    detection_threshold: float = 0.35
+    detection_threshold: float = 0.4
     min_read_confidence: float = 0.5
     min_plate_chars: int = 3
     providers: tuple[str, ...] = ("CPUExecutionProvider",)

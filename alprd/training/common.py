@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,21 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, input
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(model, (example,), str(path), input_names=[input_name], output_names=output_names,
                       dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
+
+
+def resume_schedule(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.OneCycleLR, saved: dict[str, Any],
+                    step: int, total_steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    """Continue a one-cycle schedule. When the run's length was changed on resume (a longer or
+    shorter budget), the cycle is rebuilt for the new length and fast-forwarded to `step`, so the
+    learning rate still anneals to the end of the new budget."""
+    if saved.get("total_steps") == total_steps:
+        sched.load_state_dict(saved)
+        return sched
+    print(f"schedule resized from {saved.get('total_steps')} to {total_steps} steps", flush=True)
+    for group in opt.param_groups:
+        group["lr"] = group["initial_lr"]
+    with warnings.catch_warnings():  # stepping the schedule alone is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(min(step, total_steps - 1)):
+            sched.step()
+    return sched

@@ -14,7 +14,14 @@ import torch.nn.functional as F
 
 from alprd.datasets import SceneSample, detection_splits
 from alprd.recognition.preprocess import decode_centers, iou, letterbox
-from alprd.training.common import RunRecord, export_onnx, load_checkpoint, load_image, save_checkpoint
+from alprd.training.common import (
+    RunRecord,
+    export_onnx,
+    load_checkpoint,
+    load_image,
+    resume_schedule,
+    save_checkpoint,
+)
 from alprd.training.nets import PlateDetectorExport, PlateDetectorNet
 
 STRIDE = PlateDetectorNet.stride
@@ -196,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if ck:
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
         step, best = ck["step"], ck["best"]
+        sched = resume_schedule(opt, sched, ck["sched"], step, args.steps)
         print(f"resumed at step {step}", flush=True)
     rng = np.random.default_rng(step + 7)
     net.train()

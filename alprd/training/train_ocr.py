@@ -15,7 +15,14 @@ from torch import nn
 from alprd.datasets import CropSample, ocr_splits, read_ocr_csv
 from alprd.recognition.base import ALPHABET, PAD
 from alprd.recognition.preprocess import ocr_input
-from alprd.training.common import RunRecord, export_onnx, load_checkpoint, load_image, save_checkpoint
+from alprd.training.common import (
+    RunRecord,
+    export_onnx,
+    load_checkpoint,
+    load_image,
+    resume_schedule,
+    save_checkpoint,
+)
 from alprd.training.nets import PlateOcrExport, PlateOcrNet
 
 H, W, SLOTS = 64, 128, 10
@@ -160,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     if ck:
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
         step, best = ck["step"], ck["best"]
+        sched = resume_schedule(opt, sched, ck["sched"], step, args.steps)
         print(f"resumed at step {step}", flush=True)
     rng = np.random.default_rng(step)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)

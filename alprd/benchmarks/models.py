@@ -1,0 +1,54 @@
+"""Model speed on one CPU core: `python -m alprd.benchmarks.models [--models DIR]`.
+
+Prints ms per 1920x1080 frame for the detector (at several input widths, pre- and post-processing
+included) and ms per plate for the reader (alone and batched). Figures, not pass/fail."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from alprd.recognition.manifest import default_models_dir, load_entry
+from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR
+from alprd.synth.video import render_still
+
+
+def _time(fn, repeat: int) -> tuple[float, float]:
+    fn()  # warm-up: first runs allocate
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(runs), float(np.percentile(runs, 95))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m alprd.benchmarks.models")
+    ap.add_argument("--models", type=Path, default=None)
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    models = args.models or default_models_dir()
+    rng = np.random.default_rng(0)
+    frame, _, box = render_still(rng, 1920, 1080)
+    print(f"one core = intra_op_threads {args.threads}; frame 1920x1080; median / p95 of {args.repeat} runs")
+    for width in (480, 640, 960):
+        det = OnnxPlateDetector(load_entry(models, "plate_detector", "detector"), intra_op_threads=args.threads,
+                                input_width=width)
+        med, p95 = _time(lambda d=det: d.detect(frame), args.repeat)
+        print(f"detector  input {width:4d}x{det.input_size(1920, 1080)[1]:<4d}  {med:7.2f} ms  p95 {p95:7.2f} ms")
+    ocr = OnnxPlateOCR(load_entry(models, "plate_ocr", "ocr"), intra_op_threads=args.threads)
+    crop = frame[box[1]:box[3], box[0]:box[2]]
+    for batch in (1, 8):
+        med, p95 = _time(lambda b=batch: ocr.read([crop] * b), args.repeat)
+        print(f"ocr       batch {batch}            {med / batch:7.2f} ms/plate  p95 {p95 / batch:7.2f} ms/plate")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

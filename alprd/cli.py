@@ -46,6 +46,12 @@ def _models_config(args: argparse.Namespace):
         import dataclasses
 
         models = dataclasses.replace(models, dir=str(args.models))
+    if getattr(args, "min_confidence", None) is not None:
+        import dataclasses
+
+        if not 0.0 <= args.min_confidence <= 1.0:
+            raise UserError(f"--min-confidence: {args.min_confidence} must be between 0 and 1")
+        models = dataclasses.replace(models, min_read_confidence=args.min_confidence)
     return models
 
 
@@ -142,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("-c", "--config")
     p.add_argument("--models", help="models folder (default: the shipped models)")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="list reads down to this confidence (default: models.min_read_confidence; 0 lists every plate found)")
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("file")
     p = sub.add_parser("train", help="train a model (needs the train extra)", add_help=False)

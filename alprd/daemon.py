@@ -43,6 +43,12 @@ class Stats:
             if camera is not None and key == "reads":
                 self.reads[camera] += n
 
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int], int]:
+        """Frames, reads and errors, copied under the lock: a worker adding a camera's first count while
+        the stats loop iterates would raise "dictionary changed size during iteration" in the main loop."""
+        with self._lock:
+            return dict(self.frames), dict(self.reads), self.counts["errors"]
+
 
 class Daemon:
     def __init__(self, cfg: Config, recognizer: Recognizer | None = None):
@@ -125,20 +131,21 @@ class Daemon:
         }
 
     def stats_payload(self, interval_s: float, prev_frames: Counter[str]) -> dict[str, Any]:
-        fps = {cam: round((n - prev_frames.get(cam, 0)) / interval_s, 2) for cam, n in self.stats.frames.items()}
+        frames, reads, errors = self.stats.snapshot()
+        fps = {cam: round((n - prev_frames.get(cam, 0)) / interval_s, 2) for cam, n in frames.items()}
         return {
             "unit": self.cfg.unit_id,
             "timestamp_ms": int(time.time() * 1000),
             "fps": fps,
-            "frames": dict(self.stats.frames),
-            "reads": dict(self.stats.reads),
+            "frames": frames,
+            "reads": reads,
             "frames_skipped": {s.cam.id: s.status.skipped for s in self.sources},
             "queue_depth": self.frames.qsize(),
             "spool_depth": self.spool.depth(),
             "inflight": self.mqtt.inflight(),
             "published": self.mqtt.published,
             "dropped": {"spool_full": self.spool.counter("dropped_spool_full")},
-            "errors": self.stats.counts["errors"],
+            "errors": errors,
             "mqtt_connected": self.mqtt.connected,
         }
 
@@ -155,6 +162,8 @@ class Daemon:
                    for s in self.sources]
         for t in workers + feeders:
             t.start()
+        # --until-sources-end waits for the recorded sources only: a live stream never ends by itself.
+        recorded = [t for t, s in zip(feeders, self.sources) if not s.live] or feeders
         last_status = ""
         last_stats = time.monotonic()
         prev_frames: Counter[str] = Counter()
@@ -166,11 +175,11 @@ class Daemon:
                 self.mqtt.set_status(st)
             now = time.monotonic()
             if now - last_stats >= self.cfg.stats_interval_s:
-                self.mqtt.publish_unspooled(self.mqtt.topic("stats"),
-                                            json.dumps(self.stats_payload(now - last_stats, prev_frames)).encode())
-                prev_frames = Counter(self.stats.frames)
+                payload = self.stats_payload(now - last_stats, prev_frames)
+                self.mqtt.publish_unspooled(self.mqtt.topic("stats"), json.dumps(payload).encode())
+                prev_frames = Counter(payload["frames"])
                 last_stats = now
-            if until_sources_end and not any(t.is_alive() for t in feeders) and self._idle():
+            if until_sources_end and not any(t.is_alive() for t in recorded) and self._idle():
                 log.info("all sources finished")
                 break
         log.info("shutting down: finishing frames in flight")

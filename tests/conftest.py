@@ -92,13 +92,15 @@ def broker_factory(tmp_path):
 class Subscriber:
     """Collects messages from a broker; reconnects by itself while the broker restarts."""
 
-    def __init__(self, port: int, topic: str = "#", **tls):
+    def __init__(self, port: int, topic: str = "#", auth: tuple[str, str] | None = None, **tls):
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}-{time.time_ns()}",
                                   protocol=mqtt.MQTTv5)
         if tls:
             self.client.tls_set(**tls)
+        if auth:
+            self.client.username_pw_set(*auth)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 0.5)
@@ -130,8 +132,8 @@ class Subscriber:
 def subscriber_factory():
     subs: list[Subscriber] = []
 
-    def make(port: int, topic: str = "#", **tls) -> Subscriber:
-        s = Subscriber(port, topic, **tls)
+    def make(port: int, topic: str = "#", auth: tuple[str, str] | None = None, **tls) -> Subscriber:
+        s = Subscriber(port, topic, auth, **tls)
         subs.append(s)
         return s
 

@@ -163,7 +163,9 @@ class MqttCommunicator:
             if not self._outbox_signal.is_set():
                 self._outbox_signal.wait(0.02)
             self._outbox_signal.clear()
-        self._connected.clear()
+        if not self._stop.is_set():
+            # On stop the connection is still up: _shutdown needs to know it to publish the offline status.
+            self._connected.clear()
         return accepted
 
     _refused = False
@@ -225,7 +227,9 @@ class MqttCommunicator:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
-        if not self._stop.is_set():
+        # After a refusal the broker closes the connection: that is the refusal, already reported, and
+        # logging it as a second problem would repeat the refusal line on every retry.
+        if not self._stop.is_set() and not self._refused:
             self._fail(f"mqtt: disconnected from {self.cfg.host}:{self.cfg.port} ({reason_code})", logging.WARNING)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:

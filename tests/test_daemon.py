@@ -461,3 +461,36 @@ def test_credentials_never_logged(tmp_path, broker_factory, subscriber_factory, 
             assert s not in d.output, f"a password reached the log:\n{d.output}"
     for _, payload, _ in list(sub.messages):
         assert secret.encode() not in payload and stream_secret.encode() not in payload
+
+
+def test_live_mjpeg_camera_reads_and_reconnects(tmp_path, broker, subscriber_factory, traffic_video, models_dir,
+                                                reference, daemons):
+    """A real HTTP/MJPEG server on loopback: reads flow, a dropped stream shows as reconnecting in
+    the status, and the daemon picks the stream up again when it comes back."""
+    from mjpeg_server import MjpegCamera
+
+    require_reads(reference)
+    port = free_port()
+    cam = MjpegCamera(str(traffic_video[0]), port, fps=10)
+    cam.start()
+    sub = subscriber_factory(broker.port)
+    wait_subscribed(sub, broker.port)
+    cams = [camera("live", f"http://127.0.0.1:{port}/stream.mjpg", reconnect_min_s=0.5, reconnect_max_s=1.0)]
+    d = daemons(make_config(tmp_path / "unit", broker.port, models_dir, cams))
+    try:
+        assert sub.wait_for(lambda s: len(s.payloads("/live/read")) >= 3, 60), d.output[-3000:]
+        cam.stop()
+        assert sub.wait_for(lambda s: statuses(s) and statuses(s)[-1]["cameras"]["live"]["state"] == "reconnecting",
+                            20), d.output[-3000:]
+        before = len(sub.payloads("/live/read"))
+        cam.start()
+        assert sub.wait_for(lambda s: statuses(s)[-1]["cameras"]["live"]["state"] == "running", 30), d.output[-3000:]
+        assert sub.wait_for(lambda s: len(s.payloads("/live/read")) > before, 60), d.output[-3000:]
+        live = statuses(sub)[-1]["cameras"]["live"]
+        assert live["reconnects"] >= 1
+    finally:
+        cam.stop()
+        d.terminate()
+    assert d.wait(30) == 0
+    assert "Traceback" not in d.output
+    assert d.lines("camera live: stream dropped")

@@ -67,6 +67,7 @@ class MqttConfig:
     tls: TlsConfig | None = None
     include_crop: bool = False
     max_inflight: int = 100
+    reconnect_max_s: float = 30.0  # ceiling of the reconnect backoff
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,8 @@ def validate(cfg: Config, base: Path) -> None:
                               f"({c.reconnect_min_s})")
     if not 1 <= cfg.mqtt.port <= 65535:
         raise ConfigError(f"mqtt.port: {cfg.mqtt.port} is not a TCP port (1-65535)")
+    if not 0.5 <= cfg.mqtt.reconnect_max_s <= 3600:
+        raise ConfigError(f"mqtt.reconnect_max_s: {cfg.mqtt.reconnect_max_s} must be between 0.5 and 3600 seconds")
     if not 1 <= cfg.mqtt.keepalive_s <= 65535:
         raise ConfigError(f"mqtt.keepalive_s: {cfg.mqtt.keepalive_s} must be between 1 and 65535")
     if cfg.mqtt.max_inflight < 1:

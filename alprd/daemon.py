@@ -55,7 +55,8 @@ class Daemon:
         self.cfg = cfg
         self.recognizer = recognizer or Recognizer.from_config(cfg.models)
         self.spool = Spool(cfg.spool.path, cfg.spool.max_rows)
-        self.mqtt = MqttCommunicator(cfg.mqtt, cfg.unit_id, self.spool, cfg.mqtt_password())
+        self.mqtt = MqttCommunicator(cfg.mqtt, cfg.unit_id, self.spool, cfg.mqtt_password(),
+                                     reconnect_max_s=cfg.mqtt.reconnect_max_s)
         self.sources: list[Source] = [open_source(c) for c in cfg.cameras if c.enabled]
         self.shutdown = threading.Event()
         self._stop_sources = threading.Event()

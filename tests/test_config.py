@@ -419,3 +419,15 @@ def test_shipped_pole_config_resolves_demo_paths():
     assert cfg.spool.path == str((REPO / "demo" / "spool.db").resolve())
     assert cfg.models.dir == ""  # the shipped models
     assert cfg.unit_id == "pole-017"
+
+
+def test_mqtt_reconnect_ceiling_is_checked(tmp_path):
+    from alprd.config import load_config
+    from alprd.errors import ConfigError
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("unit_id: u\ncameras: [{id: a, source: x.mp4}]\nmqtt: {reconnect_max_s: 0}\n")
+    with pytest.raises(ConfigError, match="mqtt.reconnect_max_s: 0.0 must be between 0.5 and 3600"):
+        load_config(cfg)
+    cfg.write_text("unit_id: u\ncameras: [{id: a, source: x.mp4}]\nmqtt: {reconnect_max_s: 5}\n")
+    assert load_config(cfg).mqtt.reconnect_max_s == 5.0

@@ -19,6 +19,13 @@ from alprd.config import CameraConfig
 
 log = logging.getLogger(__name__)
 
+# FFmpeg prints its own lines on every failed open of a stream; the daemon already reports the
+# state once per problem, so a camera that stays down must not flood the journal. OpenCV reads
+# these when its FFmpeg backend first opens something, which is after this import.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 

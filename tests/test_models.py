@@ -29,7 +29,7 @@ def alprd(*args: str, cwd: Path | None = None, timeout: float = 600) -> subproce
 def test_shipped_models_match_manifest_and_load():
     det = OnnxPlateDetector(load_entry(REPO / "models", "plate_detector", "detector"))
     ocr = OnnxPlateOCR(load_entry(REPO / "models", "plate_ocr", "ocr"))
-    assert det.version == ocr.version != "0.0.1", "placeholder models are still in models/"
+    assert "0.0.1" not in (det.version, ocr.version), "placeholder models are still in models/"
     frame = np.full((720, 1280, 3), 90, np.uint8)
     assert det.detect(frame) == []  # an empty road has no plate
 
@@ -62,10 +62,10 @@ def test_read_finds_and_reads_synthetic_plates(tmp_path):
     assert exact / 36 >= READ_EXACT_MIN, f"read {exact}/36 exactly"
 
 
-# Measured with models 0.1.0 (see models/MODEL_CARD.md): 35/36 found, 9/36 read exactly.
-# Set a little under the measured rates; raise them with better models.
+# Measured with detector 0.1.0 + reader 0.2.0 (see models/MODEL_CARD.md): 35/36 found, 13/36 read
+# exactly. Set a little under the measured rates; raise them with better models.
 READ_FOUND_MIN = 0.9
-READ_EXACT_MIN = 0.2
+READ_EXACT_MIN = 0.3
 
 
 def test_read_reports_unreadable_image(tmp_path):

@@ -10,12 +10,12 @@ from alprd.recognition.base import ALPHABET, PAD
 from alprd.recognition.manifest import sha256_of
 
 
-def build_manifest(models_dir: Path, version: str) -> dict:
+def build_manifest(models_dir: Path, detector_version: str, ocr_version: str) -> dict:
     entries = []
     det = models_dir / "plate_detector.onnx"
     if det.exists():
         entries.append({
-            "name": "plate_detector", "version": version, "task": "detector", "file": det.name,
+            "name": "plate_detector", "version": detector_version, "task": "detector", "file": det.name,
             "sha256": sha256_of(det),
             "input": {"layout": "NCHW", "color": "BGR", "range": "0-255", "stride": 4,
                       "size": "any multiple of 32 (letterboxed); default width 640"},
@@ -24,7 +24,7 @@ def build_manifest(models_dir: Path, version: str) -> dict:
     ocr = models_dir / "plate_ocr.onnx"
     if ocr.exists():
         entries.append({
-            "name": "plate_ocr", "version": version, "task": "ocr", "file": ocr.name,
+            "name": "plate_ocr", "version": ocr_version, "task": "ocr", "file": ocr.name,
             "sha256": sha256_of(ocr),
             "input": {"layout": "NCHW", "height": 64, "width": 128, "channels": 1, "color": "grey",
                       "range": "0-255"},
@@ -36,9 +36,11 @@ def build_manifest(models_dir: Path, version: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m alprd.training.manifest_tool")
     ap.add_argument("models_dir", type=Path)
-    ap.add_argument("--version", required=True)
+    ap.add_argument("--version", required=True, help="version of both models unless overridden below")
+    ap.add_argument("--detector-version", help="a different version for the detector")
+    ap.add_argument("--ocr-version", help="a different version for the reader")
     args = ap.parse_args(argv)
-    m = build_manifest(args.models_dir, args.version)
+    m = build_manifest(args.models_dir, args.detector_version or args.version, args.ocr_version or args.version)
     (args.models_dir / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
     print(json.dumps(m, indent=2))
     return 0

@@ -166,3 +166,23 @@ def test_untrusted_broker_certificate_is_one_clear_line(tmp_path, tls_broker, tr
     line = _wait_for_one_line(d, "not trusted")
     assert " ERROR " in line and f"127.0.0.1:{broker.port}" in line and "ca_file" in line, line
 
+
+
+def test_connects_once_the_broker_accepts_the_password(tmp_path, tls_broker, subscriber_factory, traffic_video,
+                                                       models_dir, daemons):
+    """A refusal is not final: when the broker's password file is fixed, the daemon gets in on a
+    later retry and delivers everything it spooled meanwhile."""
+    broker, ca = tls_broker
+    d = _daemon(tmp_path, broker.port, models_dir, traffic_video[0], ca, "new-" + PASSWORD, "--until-sources-end")
+    daemons.append(d)
+    assert d.wait_output(lambda p: p.lines("refused the connection"), 30), d.output[-4000:]
+    passwd = tmp_path / "pki" / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", str(passwd), USER, "new-" + PASSWORD], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker.stop()
+    broker.start()
+    sub = subscriber_factory(broker.port, auth=(USER, "new-" + PASSWORD), ca_certs=str(ca))
+    assert d.wait(180) == 0, d.output[-4000:]
+    assert sub.wait_for(lambda s: any(st["online"] is False for st in statuses(s)), 20), d.output[-4000:]
+    assert d.lines("mqtt: connected to"), d.output[-4000:]
+    assert not spool_rows(tmp_path / "unit" / "spool.db"), "reads left undelivered in the spool"

@@ -121,6 +121,7 @@ class MqttCommunicator:
         host, port = self.cfg.host, self.cfg.port
         first = True
         while not self._stop.is_set():
+            self._refused = False  # each attempt gets its own CONNACK
             try:
                 if first:
                     self.client.connect(host, port, keepalive=self.cfg.keepalive_s)

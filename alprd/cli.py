@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -43,12 +44,8 @@ def _models_config(args: argparse.Namespace):
 
     models = load_config(args.config).models if args.config else ModelsConfig()
     if getattr(args, "models", None):
-        import dataclasses
-
         models = dataclasses.replace(models, dir=str(args.models))
     if getattr(args, "min_confidence", None) is not None:
-        import dataclasses
-
         if not 0.0 <= args.min_confidence <= 1.0:
             raise UserError(f"--min-confidence: {args.min_confidence} must be between 0 and 1")
         models = dataclasses.replace(models, min_read_confidence=args.min_confidence)

@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+
+from alprd.config import ModelsConfig
+from alprd.errors import ModelError
+from alprd.recognition.manifest import load_entry
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -177,3 +183,95 @@ def start_daemon(config: Path, *extra: str, env: dict | None = None) -> subproce
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=config.parent,
         env={**os.environ, **(env or {})},
     )
+
+
+def snapshot_models(dest: Path, timeout: float = 120.0) -> Path:
+    """A copy of models/ whose files match its manifest. Training replaces the models while tests
+    run; a reference run and the runs compared with it must use the same ones."""
+    deadline = time.monotonic() + timeout
+    defaults = ModelsConfig()
+    while True:
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(MODELS, dest)
+        try:
+            load_entry(dest, defaults.detector, "detector")
+            load_entry(dest, defaults.ocr, "ocr")
+            return dest
+        except (ModelError, OSError, KeyError) as e:  # caught mid-replacement: copy again
+            if time.monotonic() > deadline:
+                pytest.fail(f"no consistent model set in {MODELS}: {e}")
+            time.sleep(1.0)
+
+
+class DaemonProcess:
+    """`alprd run` in a subprocess; its output is read continuously so a full pipe never blocks it."""
+
+    def __init__(self, config: Path, *extra: str):
+        # The source tree's alprd, whether or not it is installed.
+        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
+        self.proc = start_daemon(config, *extra, env={"PYTHONPATH": path})
+        self._lines: list[str] = []
+        self._readers = [threading.Thread(target=self._drain, args=(s,), daemon=True)
+                         for s in (self.proc.stderr, self.proc.stdout)]
+        for t in self._readers:
+            t.start()
+
+    def _drain(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self._lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self._lines)
+
+    def lines(self, *needles: str) -> list[str]:
+        return [ln for ln in list(self._lines) if all(n in ln for n in needles)]
+
+    def wait_output(self, predicate: Callable[[DaemonProcess], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # let the readers take the last lines
+                return predicate(self)
+            time.sleep(0.1)
+        return False
+
+    def wait(self, timeout: float) -> int:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"daemon did not exit within {timeout:.0f}s; output:\n{self.output[-4000:]}")
+        for t in self._readers:
+            t.join(5)
+        return rc
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return snapshot_models(tmp_path_factory.mktemp("models") / "models")
+
+
+@pytest.fixture
+def daemons():
+    started: list[DaemonProcess] = []
+
+    def start(config: Path, *extra: str) -> DaemonProcess:
+        d = DaemonProcess(config, *extra)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.kill()

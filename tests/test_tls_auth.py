@@ -10,20 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import DaemonProcess
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from test_daemon import (
-    NO_READS,
-    DaemonProcess,
-    camera,
-    make_config,
-    snapshot_models,
-    spool_rows,
-    statuses,
-    wait_subscribed,
-)
+from test_daemon import NO_READS, camera, make_config, spool_rows, statuses, wait_subscribed
 
 USER, PASSWORD = "alprd-unit", "tls-Pa55-word"
 
@@ -79,11 +71,6 @@ def make_server_cert(folder: Path, ca_key: ec.EllipticCurvePrivateKey, ca_cert: 
     return cert_path, key_path
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> Path:
-    return snapshot_models(tmp_path_factory.mktemp("tls-models") / "models")
-
-
 @pytest.fixture
 def tls_broker(tmp_path, broker_factory):
     """mosquitto with only a TLS listener, a password file and no anonymous access; returns it and its CA."""
@@ -103,26 +90,16 @@ def tls_broker(tmp_path, broker_factory):
     return broker.start(), ca
 
 
-def _daemon(tmp_path: Path, port: int, models_dir: Path, video: Path, ca: Path, password: str, *extra: str) -> DaemonProcess:
-    cfg = make_config(tmp_path / "unit", port, models_dir, [camera("cam1", video)],
-                      mqtt={"username": USER, "password": password, "tls": {"ca_file": str(ca)}})
-    return DaemonProcess(cfg, *extra)
-
-
-@pytest.fixture
-def daemons():
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.kill()
+def _config(tmp_path: Path, port: int, models_dir: Path, video: Path, ca: Path, password: str) -> Path:
+    return make_config(tmp_path / "unit", port, models_dir, [camera("cam1", video)],
+                       mqtt={"username": USER, "password": password, "tls": {"ca_file": str(ca)}})
 
 
 def test_tls_and_password_deliver_reads(tmp_path, tls_broker, subscriber_factory, traffic_video, models_dir, daemons):
     broker, ca = tls_broker
     sub = subscriber_factory(broker.port, auth=(USER, PASSWORD), ca_certs=str(ca))
     wait_subscribed(sub, broker.port, auth={"username": USER, "password": PASSWORD}, tls={"ca_certs": str(ca)})
-    d = _daemon(tmp_path, broker.port, models_dir, traffic_video[0], ca, PASSWORD, "--until-sources-end")
-    daemons.append(d)
+    d = daemons(_config(tmp_path, broker.port, models_dir, traffic_video[0], ca, PASSWORD), "--until-sources-end")
     assert d.wait(180) == 0, d.output[-4000:]
     assert sub.wait_for(lambda s: any(st["online"] is False for st in statuses(s)), 10), d.output[-4000:]
     assert any(st["online"] for st in statuses(sub)), "no online status over TLS"
@@ -151,8 +128,7 @@ def _wait_for_one_line(d: DaemonProcess, *needles: str) -> str:
 
 def test_wrong_password_is_one_clear_line(tmp_path, tls_broker, traffic_video, models_dir, daemons):
     broker, ca = tls_broker
-    d = _daemon(tmp_path, broker.port, models_dir, traffic_video[0], ca, "wrong-" + PASSWORD)
-    daemons.append(d)
+    d = daemons(_config(tmp_path, broker.port, models_dir, traffic_video[0], ca, "wrong-" + PASSWORD))
     line = _wait_for_one_line(d, "refused the connection")
     assert " ERROR " in line and "password" in line.lower(), line
     assert f"127.0.0.1:{broker.port}" in line
@@ -161,8 +137,7 @@ def test_wrong_password_is_one_clear_line(tmp_path, tls_broker, traffic_video, m
 def test_untrusted_broker_certificate_is_one_clear_line(tmp_path, tls_broker, traffic_video, models_dir, daemons):
     broker, _ = tls_broker
     other_ca, _, _ = make_ca(tmp_path, "some-other-ca")
-    d = _daemon(tmp_path, broker.port, models_dir, traffic_video[0], other_ca, PASSWORD)
-    daemons.append(d)
+    d = daemons(_config(tmp_path, broker.port, models_dir, traffic_video[0], other_ca, PASSWORD))
     line = _wait_for_one_line(d, "not trusted")
     assert " ERROR " in line and f"127.0.0.1:{broker.port}" in line and "ca_file" in line, line
 
@@ -173,8 +148,7 @@ def test_connects_once_the_broker_accepts_the_password(tmp_path, tls_broker, sub
     """A refusal is not final: when the broker's password file is fixed, the daemon gets in on a
     later retry and delivers everything it spooled meanwhile."""
     broker, ca = tls_broker
-    d = _daemon(tmp_path, broker.port, models_dir, traffic_video[0], ca, "new-" + PASSWORD, "--until-sources-end")
-    daemons.append(d)
+    d = daemons(_config(tmp_path, broker.port, models_dir, traffic_video[0], ca, "new-" + PASSWORD), "--until-sources-end")
     assert d.wait_output(lambda p: p.lines("refused the connection"), 30), d.output[-4000:]
     passwd = tmp_path / "pki" / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", str(passwd), USER, "new-" + PASSWORD], check=True,

@@ -10,7 +10,6 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -243,5 +242,3 @@ class MqttCommunicator:
         self.spool.ack(entry[0])
         self.published += 1
 
-
-OnStatus = Callable[[], dict[str, Any]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,6 @@ from alprd.recognition.preprocess import crop_plate
 class Timings:
     detect_ms: float = 0.0
     ocr_ms: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Recognizer:

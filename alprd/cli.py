@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -36,6 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, lambda _s, _f: daemon.request_reload())
     return daemon.run(until_sources_end=args.until_sources_end)
 
 
@@ -94,11 +96,70 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from alprd.recognition.manifest import default_models_dir, load_entry
 
     cfg = load_config(args.file)
+    from alprd.privacy.policy import enforce
+
+    enforced = enforce(cfg)
     models_dir = Path(cfg.models.dir) if cfg.models.dir else default_models_dir()
     load_entry(models_dir, cfg.models.detector, "detector")
     load_entry(models_dir, cfg.models.ocr, "ocr")
     print(f"{args.file}: OK (unit {cfg.unit_id}, {len(cfg.cameras)} camera(s), broker "
-          f"{cfg.mqtt.host}:{cfg.mqtt.port}{' TLS' if cfg.mqtt.tls else ''})")
+          f"{cfg.mqtt.host}:{cfg.mqtt.port}{' TLS' if cfg.mqtt.tls else ''}); "
+          f"policy {enforced.source}, {len(enforced.destinations)} destination(s)")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from alprd.privacy.audit import verify
+    from alprd.privacy.keys import audit_key, load_or_create_secret
+
+    key = None
+    if args.key_file:
+        if not Path(args.key_file).is_file():
+            raise UserError(f"--key-file: {args.key_file}: no such file")
+        key = audit_key(load_or_create_secret(args.key_file))
+    checkpoints = []
+    for cp in args.checkpoint or []:
+        try:
+            text = Path(cp).read_text()
+            # A file saved from `mosquitto_sub -t <prefix>/<unit>/audit`: one checkpoint per line.
+            checkpoints += [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+        except (OSError, ValueError) as e:
+            raise UserError(f"--checkpoint: {cp}: not a readable file of JSON checkpoints ({e})") from None
+    verdict = verify(args.file, key, checkpoints)
+    print(f"{args.file}: {verdict.message}")
+    return 0 if verdict.ok else 1
+
+
+def _time_arg(value: str | None, flag: str) -> int | None:
+    if value is None:
+        return None
+    import datetime
+
+    try:
+        dt = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{flag}: {value!r} is not a date/time; use ISO 8601, e.g. 2026-11-21T08:00:00Z") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from alprd.config import load_config
+    from alprd.privacy.export import Query, export
+    from alprd.privacy.policy import enforce
+
+    cfg = load_config(args.config)
+    q = Query(purpose=args.purpose, case=args.case, user=args.user, plate=args.plate or "",
+              since_ms=_time_arg(args.since, "--since"), until_ms=_time_arg(args.until, "--until"), fmt=args.format)
+    text, n = export(cfg, enforce(cfg), q, args.output or "")
+    if args.output:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # plate data: owner only
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    print(f"alprd: exported {n} row(s); recorded in the audit log", file=sys.stderr)
     return 0
 
 
@@ -117,7 +178,9 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from alprd.evaluate import run_eval
 
-    return run_eval(Path(args.dataset), _models_config(args), args.json, args.split)
+    if args.shrink_to is not None and not 8 <= args.shrink_to <= 400:
+        raise UserError(f"--shrink-to {args.shrink_to}: give a plate width in px at 1920 px scale, 8..400")
+    return run_eval(Path(args.dataset), _models_config(args), args.json, args.split, args.shrink_to)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -131,6 +194,56 @@ def cmd_synth(args: argparse.Namespace) -> int:
                 for v in truth]
     print(json.dumps({"video": args.out, "vehicles": vehicles}))
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from alprd.bench.report import write_outputs
+    from alprd.bench.runner import run_bench
+    from alprd.config import load_config
+
+    cfg = load_config(args.config) if args.config else None
+    video = Path(args.video)
+    out = Path(args.out) if args.out else Path(f"bench-{video.stem}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} exists and is not a folder")
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise UserError(f"--workers: {args.workers} must be between 1 and 64")
+    bar = _ProgressBar(sys.stderr)
+    res = run_bench(video, cfg, camera=args.camera, realtime=args.realtime, progress=bar, workers=args.workers)
+    bar.done()
+    paths = write_outputs(res, out, annotate=args.annotate)
+    print(f"{res.frames} frames in {res.wall_s:.1f} s: {res.throughput_fps:.1f} frames/s "
+          f"({res.throughput_fps / res.fps:.2f}x real time), {len(res.reads)} reads; detector ran on "
+          f"{res.gate.get('analysed', 0)} frames")
+    for kind, p in paths.items():
+        print(f"  {kind:<8} {p}")
+    return 0
+
+
+class _ProgressBar:
+    """A plain-text progress bar on stderr: redrawn in place on a terminal, a line every 10 % otherwise."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last_decile = -1
+
+    def __call__(self, done: int, total: int, fps: float, reads: int) -> None:
+        frac = done / total if total else 0.0
+        filled = int(frac * 30)
+        line = f"[{'#' * filled}{'.' * (30 - filled)}] {100 * frac:5.1f}% {done}/{total or '?'} frames {fps:6.1f} fps {reads} reads"
+        if self.tty:
+            self.stream.write("\r" + line)
+            self.stream.flush()
+        elif int(frac * 10) != self._last_decile:
+            self._last_decile = int(frac * 10)
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list reads down to this confidence (default: models.min_read_confidence; 0 lists every plate found)")
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("file")
+    p = sub.add_parser("audit", help="check the audit log's hash chain, HMACs and checkpoints")
+    asub = p.add_subparsers(dest="audit_cmd", required=True)
+    v = asub.add_parser("verify", help="say OK or name the first broken entry")
+    v.add_argument("file")
+    v.add_argument("--key-file", help="the unit key: also check each entry's HMAC and the checkpoints' signatures")
+    v.add_argument("--checkpoint", action="append",
+                   help="file of checkpoints from <prefix>/<unit>/audit (JSON per line): catches truncation")
+    p = sub.add_parser("export", help="read local data out (audited: purpose, case and user are recorded first)")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("--purpose", required=True)
+    p.add_argument("--case", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--plate")
+    p.add_argument("--since", help="ISO 8601 (UTC unless it has an offset)")
+    p.add_argument("--until")
+    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    p.add_argument("-o", "--output", help="write here instead of stdout")
     p = sub.add_parser("train", help="train a model (needs the train extra)", add_help=False)
     p.add_argument("what", choices=["ocr", "detector"])
     p = sub.add_parser("eval", help="detection and end-to-end accuracy on a labelled dataset")
@@ -158,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the metrics here as JSON")
     p.add_argument("--split", choices=["all", "train", "dev"], default="all",
                    help="for ../shared/data CSVs: the project's fixed held-out split (dev) or the rest")
+    p.add_argument("--shrink-to", type=float, default=None, metavar="PX",
+                   help="scenes: shrink each so its widest plate is PX wide at 1920 px scale (far plates)")
     p = sub.add_parser("synth", help="render a synthetic traffic video with known plates")
     p.add_argument("out")
     p.add_argument("--vehicles", type=int, default=6)
@@ -166,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--fps", type=float, default=15.0)
     p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("bench", help="run the unit's pipeline on a recorded video and write a report")
+    p.add_argument("video")
+    p.add_argument("-c", "--config", help="unit config: models, the camera's ROI and motion settings, gps/location")
+    p.add_argument("--camera", help="which camera of the config to take settings from (default: the first)")
+    p.add_argument("--out", help="output folder (default: bench-<video name>)")
+    p.add_argument("--realtime", action="store_true", help="feed frames at the video's own pace, as a camera would")
+    p.add_argument("--annotate", action="store_true", help="also write annotated.mp4 with the reads drawn in")
+    p.add_argument("--workers", type=int, default=None, help="recognition threads (default: the config's workers, or 2)")
     return ap
 
 
@@ -190,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(args)
         if args.cmd == "synth":
             return cmd_synth(args)
+        if args.cmd == "audit":
+            return cmd_audit(args)
+        if args.cmd == "export":
+            _setup_logging("WARNING")
+            return cmd_export(args)
+        if args.cmd == "bench":
+            _setup_logging("WARNING")
+            return cmd_bench(args)
     except UserError as e:
         print(f"alprd: error: {e}", file=sys.stderr)
         return e.exit_code

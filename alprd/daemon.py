@@ -6,22 +6,30 @@ inference), and a local queue (the SQLite spool) between recognition and upload.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import queue
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from alprd import __version__
-from alprd.config import Config
-from alprd.publish.mqtt import MqttCommunicator
-from alprd.publish.payload import encode, read_payload, uuid7
-from alprd.publish.spool import Spool
-from alprd.recognition.preprocess import crop_plate
+from alprd.config import Config, HotlistConfig
+from alprd.gps.provider import make_provider
+from alprd.hotlist.hotlist import Hotlist
+from alprd.motion import MotionGate, RegionRecognizer
+from alprd.pipeline import CameraPipeline, Outbound
+from alprd.privacy.audit import AuditLog
+from alprd.privacy.keys import audit_key, load_or_create_secret
+from alprd.privacy.minimise import is_hit
+from alprd.privacy.policy import enforce, privacy_paths
+from alprd.publish.outlets import Outlet
 from alprd.recognition.recognizer import Recognizer
-from alprd.sources.sources import Frame, Source, open_source
+from alprd.sources.sources import Frame, Source, open_source, put_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +61,24 @@ class Stats:
 class Daemon:
     def __init__(self, cfg: Config, recognizer: Recognizer | None = None):
         self.cfg = cfg
+        # The policy first: a config that breaks it must not open a spool or a connection.
+        self.policy = enforce(cfg)
+        key_file, audit_file = privacy_paths(cfg)
+        self._secret = load_or_create_secret(key_file)
+        self.audit = AuditLog(audit_file, audit_key(self._secret), cfg.unit_id)
         self.recognizer = recognizer or Recognizer.from_config(cfg.models)
-        self.spool = Spool(cfg.spool.path, cfg.spool.max_rows)
-        self.mqtt = MqttCommunicator(cfg.mqtt, cfg.unit_id, self.spool, cfg.mqtt_password(),
-                                     reconnect_max_s=cfg.mqtt.reconnect_max_s)
+        self.outlets = [Outlet(cfg, d, self.policy) for d in self.policy.destinations]
+        self.spool, self.mqtt = self.outlets[0].spool, self.outlets[0].comm  # the primary (mqtt:) destination
+        self.purged: Counter[str] = Counter()
         self.sources: list[Source] = [open_source(c) for c in cfg.cameras if c.enabled]
+        self.location = make_provider(cfg)
+        self.include_crop = any(o.include_crop for o in self.outlets)
+        self.gates = {s.cam.id: MotionGate.for_camera(s.cam, s.live, newest=lambda s=s: s.status.frames - 1)
+                      for s in self.sources}
+        self.hotlists: dict[HotlistConfig, Hotlist] = {}  # one per distinct file and settings, shared by cameras
+        self.pipelines = {s.cam.id: self._pipeline(s) for s in self.sources}
+        self._reload_hotlists = threading.Event()
+        self._hotlists_audited: dict[str, tuple[int, str]] = {}
         self.shutdown = threading.Event()
         self._stop_sources = threading.Event()
         # Bounded: recorded sources wait for the workers instead of piling frames up in memory.
@@ -67,22 +88,38 @@ class Daemon:
         self._busy = 0
         self._busy_lock = threading.Lock()
 
+    def _pipeline(self, source: Source) -> CameraPipeline:
+        tracking, formats, hl = self.cfg.camera_settings(source.cam)
+        hotlist = None
+        if hl.path:
+            if hl not in self.hotlists:
+                self.hotlists[hl] = Hotlist(hl.path, hl.max_edits, hl.confusables, hl.reload_check_s)
+            hotlist = self.hotlists[hl]
+        gate = self.gates[source.cam.id]
+        return CameraPipeline(source.cam.id, RegionRecognizer(self.recognizer, gate, source.cam.roi), self.cfg.unit_id,
+                              self.include_crop, tracking, formats, hotlist, live=source.live, gate=gate,
+                              location=self.location)
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload the hotlists (from the main loop, not the signal handler)."""
+        self._reload_hotlists.set()
+
     # --- threads ------------------------------------------------------------------------------
 
     def _feed(self, source: Source) -> None:
         try:
+            pipeline = self.pipelines[source.cam.id]
             for frame in source.frames(self._stop_sources):
-                while not self._stop_sources.is_set():
-                    try:
-                        self.frames.put(frame, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                pipeline.admit(frame)  # tracking consumes this camera's frames in this order
+                if not put_unless_stopped(self.frames, frame, self._stop_sources):
+                    self._emit(pipeline.withdraw(frame))
                 if self._stop_sources.is_set():
                     break
         except Exception as e:  # a broken camera must not take the others down
             source.status.set("error", f"{type(e).__name__}: {e}")
             log.exception("camera %s: source failed", source.cam.id)
+        finally:
+            self._emit(self.pipelines[source.cam.id].source_ended())
 
     def _work(self) -> None:
         while True:
@@ -102,21 +139,24 @@ class Daemon:
 
     def _analyse(self, frame: Frame) -> None:
         self.stats.add("frames", camera=frame.camera)
-        reads = self.recognizer.recognize(frame.image)
-        if not reads:
+        self._emit(self.pipelines[frame.camera].process(frame))
+
+    def _emit(self, messages: list[Outbound]) -> None:
+        if not messages:
             return
-        topic = self.mqtt.topic(frame.camera, "read")
-        for r in reads:
-            read_id = uuid7(frame.timestamp_ms)
-            crop = crop_plate(frame.image, r.box) if self.cfg.mqtt.include_crop else None
-            payload = read_payload(r, read_id=read_id, unit=self.cfg.unit_id, camera=frame.camera,
-                                   timestamp_ms=frame.timestamp_ms, frame_index=frame.index,
-                                   frame_shape=frame.image.shape, models=self.recognizer.model_versions,
-                                   crop=crop)
-            self.spool.put(topic, encode(payload), read_id, frame.timestamp_ms)
-            self.stats.add("reads", camera=frame.camera)
-            log.debug("camera %s: read %s (%.2f) id %s", frame.camera, r.text, r.confidence, read_id)
-        self.mqtt.notify()
+        for m in messages:
+            for o in self.outlets:
+                o.put(m.kind, m.camera, m.payload, m.read_id, m.timestamp_ms, self._secret)
+            if m.kind == "read" and m.payload.get("event") != "update":  # reads count vehicle passes
+                self.stats.add("reads", camera=m.camera)
+            if m.kind == "hit":
+                self.stats.add("hits")
+                for o in self.outlets:
+                    o.comm.notify()  # an alert goes out now, not after the read stored behind it
+            elif m.kind == "read" and is_hit(m.kind, m.payload):
+                self.stats.add("reads_with_hit")
+        for o in self.outlets:
+            o.comm.notify()
 
     # --- status and stats -------------------------------------------------------------------
 
@@ -127,8 +167,10 @@ class Daemon:
             "version": __version__,
             "models": self.recognizer.model_versions,
             "cameras": {s.cam.id: s.status.as_dict() for s in self.sources},
+            **({"hotlists": [h.status() for h in self.hotlists.values()]} if self.hotlists else {}),
             "started": int(self.started * 1000),
             "timestamp_ms": int(time.time() * 1000),
+            "policy": {"sha256": self.policy.sha256, "source": self.policy.source},
         }
 
     def stats_payload(self, interval_s: float, prev_frames: Counter[str]) -> dict[str, Any]:
@@ -148,15 +190,113 @@ class Daemon:
             "dropped": {"spool_full": self.spool.counter("dropped_spool_full")},
             "errors": errors,
             "mqtt_connected": self.mqtt.connected,
+            "privacy": self.transparency(),
+            # analysed / static (motion gate) / late (live frames skipped when the unit fell behind)
+            "gate": {cam: g.snapshot() for cam, g in self.gates.items()},
+            **({"gps": self.location.stats()} if self.location is not None else {}),
+            **self._track_stats(),
         }
+
+    def _track_stats(self) -> dict[str, Any]:
+        """Per camera: tracks, read events, format rejections and hotlist hits."""
+        per = {cam: p.stats() for cam, p in self.pipelines.items()}
+        out: dict[str, Any] = {key: {cam: c.get(key, 0) for cam, c in per.items()}
+                               for key in ("tracks", "rejected_format", "hits")}
+        out["tracking"] = per
+        if self.hotlists:
+            out["hotlists"] = [h.status() for h in self.hotlists.values()]
+        return out
+
+    # --- privacy: transparency, purge, audit ----------------------------------------------------
+
+    def transparency(self) -> dict[str, Any]:
+        """Counts only: what was read, what left the unit to whom and in what form, what was purged."""
+        with self.stats._lock:
+            reads, hits = sum(self.stats.reads.values()), self.stats.counts["hits"]
+            reads_with_hit = self.stats.counts["reads_with_hit"]
+        return {"policy_sha256": self.policy.sha256, "reads": reads, "hits": hits, "reads_with_hit": reads_with_hit,
+                "destinations": {o.name: o.stats() for o in self.outlets},
+                "purged": dict(self.purged), "refused": sum(o.comm.refused for o in self.outlets)}
+
+    def purge(self) -> dict[str, dict[str, int]]:
+        """Retention: rows past their limit leave every spool; a receipt (counts only) goes to the audit log."""
+        limits = self.policy.retention_ms()
+        now_ms = int(time.time() * 1000)
+        receipt = {o.name: o.spool.purge(now_ms, limits) for o in self.outlets}
+        total: Counter[str] = Counter()
+        for counts in receipt.values():
+            total.update(counts)
+        self.purged.update(total)
+        if any(total.values()):
+            log.info("retention: purged %s", ", ".join(f"{n} {k}" for k, n in total.items() if n))
+        return receipt
+
+    def audit_start(self) -> None:
+        """The start entry, preceded by change entries when the config or policy differ from the last start's."""
+        e = self.policy
+        last = self.audit.last_entry("start")
+        if last and last.get("config_sha256") != e.config_sha256:
+            self.audit.append("config_change", file=self.cfg.source_file, old_sha256=last.get("config_sha256"),
+                              new_sha256=e.config_sha256, old_destinations=last.get("destinations"),
+                              new_destinations=self._destinations())
+        if last and last.get("policy_sha256") != e.sha256:
+            self.audit.append("policy_change", file=e.source, old_sha256=last.get("policy_sha256"), new_sha256=e.sha256)
+        self.audit.append("start", version=__version__, config=self.cfg.source_file, config_sha256=e.config_sha256,
+                          policy=e.source, policy_sha256=e.sha256, destinations=self._destinations(),
+                          retention_h=dataclasses.asdict(e.retention),
+                          cameras=[s.cam.id for s in self.sources])
+
+    def _destinations(self) -> list[dict[str, Any]]:
+        return [{"name": o.name, "broker": o.address, "mode": o.mode, "include_crop": o.include_crop,
+                 "tls": o.comm.cfg.tls is not None, "pinned": bool(o.comm.pin_sha256)} for o in self.outlets]
+
+    def audit_hotlist_change(self, source: str, sha256: str, entries: int, **details: Any) -> None:
+        """For the hotlist loader: every change of the list the unit matches against is audited."""
+        self.audit.append("hotlist_change", source=source, sha256=sha256, entries=entries, **details)
+
+    def _audit_hotlists(self) -> None:
+        """A hotlist (re)loaded, or refused as broken, since the last look: one audit entry each time."""
+        for h in self.hotlists.values():
+            st = h.status()
+            seen = (h.loads, st["error"])
+            if self._hotlists_audited.get(h.path) == seen:
+                continue
+            self._hotlists_audited[h.path] = seen
+            try:
+                digest = hashlib.sha256(Path(h.path).read_bytes()).hexdigest()
+            except OSError:
+                digest = ""
+            self.audit_hotlist_change(h.path, digest, st["entries"], loads=h.loads, error=st["error"] or None)
+
+    def publish_checkpoint(self) -> dict[str, Any]:
+        cp = self.audit.checkpoint()
+        body = json.dumps(cp).encode()
+        for o in self.outlets:
+            o.comm.publish_unspooled(o.comm.topic("audit"), body, qos=1, retain=True)
+        return cp
+
+    def _flush_audit_batches(self, force: bool = False) -> None:
+        for o in self.outlets:
+            o.flush_batch(self.audit, self.cfg.privacy.audit_batch_n, self.cfg.privacy.audit_batch_s, force)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def run(self, until_sources_end: bool = False) -> int:
+        if self.policy.warning():
+            log.warning("%s", self.policy.warning())
         log.info("alprd %s unit %s: %d camera(s), %d worker(s), models %s", __version__, self.cfg.unit_id,
                  len(self.sources), self.cfg.workers, self.recognizer.model_versions)
-        self.mqtt.set_status(self.status())
-        self.mqtt.start()
+        self.audit_start()
+        self._audit_hotlists()
+        receipt = self.purge()
+        self.audit.append("purge", at="start", counts=receipt, retention_h=dataclasses.asdict(self.policy.retention))
+        self.publish_checkpoint()
+        for o in self.outlets:
+            o.comm.set_status(self.status())
+            o.comm.start()
+        last_purge = last_checkpoint = last_batch = time.monotonic()
+        if self.location is not None:
+            self.location.start()
         workers = [threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
                    for i in range(self.cfg.workers)]
         feeders = [threading.Thread(target=self._feed, args=(s,), name=f"feed-{s.cam.id}", daemon=True)
@@ -169,17 +309,38 @@ class Daemon:
         last_stats = time.monotonic()
         prev_frames: Counter[str] = Counter()
         while not self.shutdown.wait(0.25):
+            now_ms = int(time.time() * 1000)
+            if self._reload_hotlists.is_set():
+                self._reload_hotlists.clear()
+                for h in self.hotlists.values():
+                    h.reload()
+            for p in self.pipelines.values():
+                self._emit(p.tick(now_ms))
+            self._audit_hotlists()
             st = self.status()
             states = json.dumps({c: v["state"] for c, v in st["cameras"].items()})
             if states != last_status:
                 last_status = states
-                self.mqtt.set_status(st)
+                for o in self.outlets:
+                    o.comm.set_status(st)
             now = time.monotonic()
             if now - last_stats >= self.cfg.stats_interval_s:
                 payload = self.stats_payload(now - last_stats, prev_frames)
-                self.mqtt.publish_unspooled(self.mqtt.topic("stats"), json.dumps(payload).encode())
+                for o in self.outlets:  # counts only: every destination gets them, whatever its mode
+                    o.comm.publish_unspooled(o.comm.topic("stats"), json.dumps(payload).encode())
                 prev_frames = Counter(payload["frames"])
                 last_stats = now
+            if now - last_batch >= 1.0:
+                self._flush_audit_batches()
+                last_batch = now
+            if now - last_purge >= self.cfg.privacy.purge_interval_s:
+                receipt = self.purge()
+                if any(n for counts in receipt.values() for n in counts.values()):
+                    self.audit.append("purge", at="timer", counts=receipt)
+                last_purge = now
+            if now - last_checkpoint >= self.cfg.privacy.checkpoint_interval_s:
+                self.publish_checkpoint()
+                last_checkpoint = now
             if until_sources_end and not any(t.is_alive() for t in recorded) and self._idle():
                 log.info("all sources finished")
                 break
@@ -191,12 +352,29 @@ class Daemon:
             self.frames.put(_DONE)
         for t in workers:
             t.join(timeout=30)
-        self.mqtt.set_status(self.status())
-        self.mqtt.stop(self.status(online=False), drain_s=10.0 if until_sources_end else 5.0)
-        left = self.spool.depth()
-        if left:
-            log.warning("%d message(s) stay in the spool and will be sent at the next start", left)
-        self.spool.close()
+        for p in self.pipelines.values():
+            self._emit(p.finish())
+        if self.location is not None:
+            self.location.stop()
+        drain_s = 10.0 if until_sources_end else 5.0
+        deadline = time.monotonic() + drain_s
+        for o in self.outlets:
+            o.comm.set_status(self.status())
+            o.comm.drain(max(0.0, deadline - time.monotonic()))
+        self._flush_audit_batches(force=True)
+        self.audit.append("stop", transparency=self.transparency())
+        self.publish_checkpoint()
+        # Final counts, so what a hits_only destination never saw is still counted there.
+        final = json.dumps(self.stats_payload(max(time.monotonic() - last_stats, 1e-3), prev_frames)).encode()
+        for o in self.outlets:
+            o.comm.publish_unspooled(o.comm.topic("stats"), final)
+        for o in self.outlets:
+            o.comm.stop(self.status(online=False), drain_s=0.0)
+            left = o.spool.depth()
+            if left:
+                log.warning("%s: %d message(s) stay in the spool and will be sent at the next start",
+                            o.comm.tag, left)
+            o.spool.close()
         log.info("stopped")
         return 0
 

@@ -406,7 +406,12 @@ WHITE = _probs([("A", 0.9), ("B", 0.8), ("_", 0.95), ("1", 0.7), ("2", 0.99), ("
 BLACK = _probs([("_", 0.97)] * SLOTS)
 
 
-def _tiny_ocr_model(path: Path) -> None:
+# Columns of a CTC reader: repeats of a character collapse unless a blank separates them.
+CTC_COLUMNS = _probs([("A", 0.6), ("A", 0.9), ("_", 0.9), ("A", 0.8), ("B", 0.5), ("B", 0.7), ("_", 0.9),
+                      ("1", 0.95), ("1", 0.9), ("C", 0.6)])
+
+
+def _tiny_ocr_model(path: Path, white: np.ndarray = WHITE) -> None:
     """An ONNX model with the shipped reader's interface [N,1,64,128] -> [N,10,37] whose output is
     WHITE * w + BLACK * (1 - w), w the crop's mean brightness / 255: fixed, known probabilities."""
     from onnx import TensorProto, checker, helper, numpy_helper, save
@@ -423,7 +428,7 @@ def _tiny_ocr_model(path: Path) -> None:
     inits = [
         numpy_helper.from_array(np.array(255, np.float32), "c255"),
         numpy_helper.from_array(np.array(1, np.float32), "one"),
-        numpy_helper.from_array(WHITE[None, None], "white"),
+        numpy_helper.from_array(white[None, None], "white"),
         numpy_helper.from_array(BLACK[None, None], "black"),
         numpy_helper.from_array(np.array([-1, SLOTS, len(CHARS)], np.int64), "shape"),
     ]
@@ -444,10 +449,14 @@ def tiny_ocr_dir(tmp_path_factory) -> Path:
     pytest.importorskip("onnx", reason="building the test model needs the onnx package (pip install onnx)")
     d = tmp_path_factory.mktemp("tiny_models")
     _tiny_ocr_model(d / "tiny_ocr.onnx")
+    _tiny_ocr_model(d / "tiny_ctc.onnx", CTC_COLUMNS)
     manifest = {"format": 1, "models": [{
         "name": "tiny_ocr", "version": "9.9.9", "task": "ocr", "file": "tiny_ocr.onnx",
         "sha256": sha256_of(d / "tiny_ocr.onnx"), "input": {"height": 64, "width": 128},
-        "alphabet": ALPHABET, "pad": PAD}]}
+        "alphabet": ALPHABET, "pad": PAD}, {
+        "name": "tiny_ctc", "version": "9.9.9", "task": "ocr", "file": "tiny_ctc.onnx",
+        "sha256": sha256_of(d / "tiny_ctc.onnx"), "input": {"height": 64, "width": 128},
+        "alphabet": ALPHABET, "pad": PAD, "decoder": "ctc"}]}
     (d / "manifest.json").write_text(json.dumps(manifest))
     return d
 
@@ -471,6 +480,27 @@ def test_ocr_decoding_of_known_probabilities(tiny_ocr_dir):
     assert (b.text, b.confidence, b.char_confidences) == ("", 0.0, ())
     assert w2 == w  # batch order is kept
     assert ocr.read([]) == []
+
+
+def test_ctc_decoding_collapses_repeats_between_blanks(tiny_ocr_dir):
+    from alprd.recognition.onnx_models import OnnxPlateOCR
+
+    ctc = OnnxPlateOCR(load_entry(tiny_ocr_dir, "tiny_ctc", "ocr"))
+    white = np.full((40, 160, 3), 255, np.uint8)
+    (t,) = ctc.read([white])
+    # A A _ A B B _ 1 1 C: repeated columns are one character, a blank splits a real double letter.
+    assert t.text == "AAB1C"
+    # Each character is as sure as its best column; the plate as its weakest character.
+    assert t.char_confidences == pytest.approx((0.9, 0.8, 0.7, 0.95, 0.6), abs=1e-4)
+    assert t.confidence == pytest.approx(0.6, abs=1e-5)
+    # The same columns read as fixed slots keep every column's character: the decoder matters.
+    entry = load_entry(tiny_ocr_dir, "tiny_ctc", "ocr")
+    slots = OnnxPlateOCR(ModelEntry(entry.name, entry.version, "ocr", entry.path, entry.sha256, entry.input,
+                                    alphabet=ALPHABET, pad=PAD, decoder="slots"))
+    assert slots.read([white])[0].text == "AAABB11C"
+    with pytest.raises(ModelError, match="unknown decoder 'beam'"):
+        OnnxPlateOCR(ModelEntry(entry.name, entry.version, "ocr", entry.path, entry.sha256, entry.input,
+                                alphabet=ALPHABET, pad=PAD, decoder="beam"))
 
 
 def test_ocr_requires_an_alphabet(tiny_ocr_dir):

@@ -5,6 +5,7 @@ other threads only write to the spool and set status/stats through thread-safe m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import ssl
@@ -24,10 +25,34 @@ log = logging.getLogger(__name__)
 INFLIGHT_TIMEOUT_S = 60.0
 
 
+class PinMismatch(ssl.SSLError):
+    """The broker's certificate is not the one the policy pins."""
+
+
+class _PinnedSocket(ssl.SSLSocket):
+    """Checks the broker's certificate fingerprint right after the TLS handshake, before paho sends
+    CONNECT: a broker presenting another certificate never receives an MQTT byte."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        super().do_handshake(block)
+        pin = getattr(self.context, "alprd_pin", "")
+        der = self.getpeercert(binary_form=True) or b""
+        got = hashlib.sha256(der).hexdigest()
+        if pin and got != pin:
+            self.close()
+            raise PinMismatch(f"presented a certificate with sha256 {got}, the policy requires {pin}")
+
+
 class MqttCommunicator:
     def __init__(self, cfg: MqttConfig, unit_id: str, spool: Spool, password: str = "",
-                 reconnect_min_s: float = 0.5, reconnect_max_s: float = 30.0):
+                 reconnect_min_s: float = 0.5, reconnect_max_s: float = 30.0, name: str = "primary",
+                 pin_sha256: str = "", policy_source: str = ""):
         self.cfg = cfg
+        self.name = name
+        self.tag = "mqtt" if name == "primary" else f"mqtt[{name}]"
+        self.pin_sha256, self.policy_source = pin_sha256, policy_source
+        self.refused = 0  # connections dropped because the broker's certificate broke the policy
+        self._acked: list[tuple[str, str]] = []  # (read_id, kind) acknowledged since take_acked()
         self.unit_id = unit_id
         self.spool = spool
         self.base = f"{cfg.topic_prefix.strip('/')}/{unit_id}"
@@ -39,7 +64,7 @@ class MqttCommunicator:
         self._outbox_signal = threading.Event()
         self._stop = threading.Event()
         self._connected = threading.Event()
-        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (spool seq, sent at)
+        self._inflight: dict[int, tuple[int, float, str, str]] = {}  # mid -> (spool seq, sent at, read_id, topic)
         self._extra: list[tuple[str, bytes, int, bool]] = []  # non-spooled messages (stats)
         self._extra_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -55,7 +80,8 @@ class MqttCommunicator:
 
     def _make_client(self) -> mqtt.Client:
         proto = mqtt.MQTTv5 if self.cfg.protocol == "5" else mqtt.MQTTv311
-        client_id = self.cfg.client_id or f"alprd-{self.unit_id}"
+        # Two destinations on one broker must not take over each other's session.
+        client_id = self.cfg.client_id or f"alprd-{self.unit_id}" + ("" if self.name == "primary" else f"-{self.name}")
         kwargs: dict[str, Any] = {}
         if proto == mqtt.MQTTv311:
             kwargs["clean_session"] = True
@@ -63,7 +89,20 @@ class MqttCommunicator:
         if self.cfg.username:
             c.username_pw_set(self.cfg.username, self._password or None)
         tls = self.cfg.tls
-        if tls is not None:
+        if tls is not None and self.pin_sha256:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if tls.ca_file:
+                ctx.load_verify_locations(cafile=tls.ca_file)
+            else:
+                ctx.load_default_certs()
+            if tls.cert_file:
+                ctx.load_cert_chain(tls.cert_file, tls.key_file or None)
+            ctx.sslsocket_class = _PinnedSocket
+            ctx.alprd_pin = self.pin_sha256  # type: ignore[attr-defined]
+            c.tls_set_context(ctx)
+            if tls.insecure:
+                c.tls_insecure_set(True)
+        elif tls is not None:
             c.tls_set(ca_certs=tls.ca_file or None, certfile=tls.cert_file or None, keyfile=tls.key_file or None,
                       cert_reqs=ssl.CERT_REQUIRED)
             if tls.insecure:
@@ -102,12 +141,22 @@ class MqttCommunicator:
     def inflight(self) -> int:
         return len(self._inflight)
 
-    def stop(self, offline_status: dict[str, Any], drain_s: float = 5.0) -> None:
-        """Publish what the spool holds (up to drain_s), then the offline status, then disconnect."""
+    def take_acked(self) -> list[tuple[str, str]]:
+        """(read_id, kind) of the messages acknowledged since the last call: the audit's batches."""
+        with self._extra_lock:
+            acked, self._acked = self._acked, []
+        return acked
+
+    def drain(self, drain_s: float) -> None:
+        """Wait (up to drain_s) until what the spool holds is acknowledged."""
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and self.connected and (self.spool.depth() or self._inflight):
             self._outbox_signal.set()
             time.sleep(0.05)
+
+    def stop(self, offline_status: dict[str, Any], drain_s: float = 5.0) -> None:
+        """Publish what the spool holds (up to drain_s), then the offline status, then disconnect."""
+        self.drain(drain_s)
         self._offline = offline_status
         self._stop.set()
         if self._thread:
@@ -127,14 +176,18 @@ class MqttCommunicator:
                 else:
                     self.client.reconnect()
                 first = False
+            except PinMismatch as e:
+                self.refused += 1
+                self._fail(f"{self.tag}: broker {host}:{port} {e}; nothing was sent to it "
+                           f"(policy {self.policy_source})")
             except ssl.SSLCertVerificationError as e:
-                self._fail(f"mqtt: TLS certificate of {host}:{port} is not trusted ({e.verify_message}); "
+                self._fail(f"{self.tag}: TLS certificate of {host}:{port} is not trusted ({e.verify_message}); "
                            "check mqtt.tls.ca_file")
             except ssl.SSLError as e:
-                self._fail(f"mqtt: TLS handshake with {host}:{port} failed ({e.reason or e}); "
+                self._fail(f"{self.tag}: TLS handshake with {host}:{port} failed ({e.reason or e}); "
                            "check mqtt.tls settings and the broker's listener")
             except OSError as e:
-                self._fail(f"mqtt: cannot reach broker {host}:{port} ({e.strerror or e})", level=logging.WARNING)
+                self._fail(f"{self.tag}: cannot reach broker {host}:{port} ({e.strerror or e})", level=logging.WARNING)
             else:
                 delay = self.reconnect_min_s if self._loop_connected() else delay
                 if self._stop.is_set():
@@ -180,24 +233,28 @@ class MqttCommunicator:
         for topic, payload, qos, retain in extra:
             self.client.publish(topic, payload, qos=qos, retain=retain)
         now = time.monotonic()
-        stale = [mid for mid, (_, t) in self._inflight.items() if now - t > INFLIGHT_TIMEOUT_S]
+        stale = [mid for mid, (_, t, _, _) in self._inflight.items() if now - t > INFLIGHT_TIMEOUT_S]
         for mid in stale:
             del self._inflight[mid]
         room = self.cfg.max_inflight - len(self._inflight)
         if room <= 0:
             return
-        busy = {seq for seq, _ in self._inflight.values()}
+        busy = {v[0] for v in self._inflight.values()}
         for msg in self.spool.pending(room, busy):
             info = self.client.publish(msg.topic, msg.payload, qos=1, retain=False)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break
-            self._inflight[info.mid] = (msg.seq, now)
+            self._inflight[info.mid] = (msg.seq, now, msg.read_id, msg.topic)
 
     def _shutdown(self) -> None:
         if self.connected and self._offline is not None:
-            info = self.client.publish(self.status_topic, json.dumps(self._offline), qos=1, retain=True)
+            # Unspooled messages set just before stopping (the final audit checkpoint) go out first.
+            with self._extra_lock:
+                extra, self._extra = self._extra, []
+            infos = [self.client.publish(t, p, qos=q, retain=r) for t, p, q, r in extra]
+            infos.append(self.client.publish(self.status_topic, json.dumps(self._offline), qos=1, retain=True))
             deadline = time.monotonic() + 3
-            while not info.is_published() and time.monotonic() < deadline:
+            while not all(i.is_published() for i in infos) and time.monotonic() < deadline:
                 if self.client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
                     break
         try:
@@ -211,14 +268,14 @@ class MqttCommunicator:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self._refused = True
-            self._fail(f"mqtt: broker {self.cfg.host}:{self.cfg.port} refused the connection: {reason_code}"
+            self._fail(f"{self.tag}: broker {self.cfg.host}:{self.cfg.port} refused the connection: {reason_code}"
                        + ("; check mqtt.username and the password" if "password" in str(reason_code).lower()
                           or "authori" in str(reason_code).lower() else ""))
             return
         self._refused = False
         self.connects += 1
         if self.last_error:
-            log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
+            log.info("%s: connected to %s:%d", self.tag, self.cfg.host, self.cfg.port)
         self.last_error = ""
         # Everything unacknowledged is sent again from the spool, in order.
         self._inflight.clear()
@@ -230,7 +287,7 @@ class MqttCommunicator:
         # After a refusal the broker closes the connection: that is the refusal, already reported, and
         # logging it as a second problem would repeat the refusal line on every retry.
         if not self._stop.is_set() and not self._refused:
-            self._fail(f"mqtt: disconnected from {self.cfg.host}:{self.cfg.port} ({reason_code})", logging.WARNING)
+            self._fail(f"{self.tag}: disconnected from {self.cfg.host}:{self.cfg.port} ({reason_code})", logging.WARNING)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         entry = self._inflight.pop(mid, None)
@@ -241,4 +298,6 @@ class MqttCommunicator:
             return
         self.spool.ack(entry[0])
         self.published += 1
+        with self._extra_lock:
+            self._acked.append((entry[2], entry[3].rsplit("/", 1)[-1]))
 

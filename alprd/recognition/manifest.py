@@ -23,6 +23,7 @@ class ModelEntry:
     input: dict[str, Any]
     alphabet: str = ""
     pad: str = "_"
+    decoder: str = "slots"  # ocr: "slots" (one class per slot) or "ctc" (columns; pad is the blank)
 
     @property
     def tag(self) -> str:
@@ -70,4 +71,5 @@ def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
         raise ModelError(f"{path}: sha256 {digest[:12]}… does not match the manifest ({m['sha256'][:12]}…); "
                          "the file is corrupt or was replaced")
     return ModelEntry(name=name, version=m["version"], task=task, path=path, sha256=digest,
-                      input=m.get("input", {}), alphabet=m.get("alphabet", ""), pad=m.get("pad", "_"))
+                      input=m.get("input", {}), alphabet=m.get("alphabet", ""), pad=m.get("pad", "_"),
+                      decoder=m.get("decoder", "slots"))

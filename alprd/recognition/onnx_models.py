@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 
@@ -45,16 +46,36 @@ class OnnxPlateDetector(PlateDetector):
         in_h = max(32, int(np.ceil(in_w * h / w / 32) * 32))
         return in_w, in_h
 
-    def detect(self, frame: np.ndarray) -> list[Detection]:
+    def detect(self, frame: np.ndarray, region: tuple[int, int, int, int] | None = None) -> list[Detection]:
+        """Plates in the frame, or only in `region` (x1, y1, x2, y2 in frame pixels). A region is
+        seen at the same scale as the whole frame would be, so a plate is found the same way in
+        both; the network's cost falls with the region's area."""
         h, w = frame.shape[:2]
         in_w, in_h = self.input_size(w, h)
-        blob, scale, px, py = letterbox(frame, in_w, in_h)
+        if region is None:
+            blob, scale, px, py = letterbox(frame, in_w, in_h)
+            sx = sy = scale
+            ox, oy = -px / scale, -py / scale
+        else:
+            scale = min(in_w / w, in_h / h)
+            x1, y1 = max(0, int(region[0])), max(0, int(region[1]))
+            x2, y2 = min(w, int(region[2])), min(h, int(region[3]))
+            if x2 - x1 < 8 or y2 - y1 < 8:
+                return []
+            rw, rh = max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale))
+            crop = cv2.resize(frame[y1:y2, x1:x2], (rw, rh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            cw, ch = -(-rw // 32) * 32, -(-rh // 32) * 32  # the network wants multiples of 32
+            canvas = np.full((ch, cw, 3), 114, np.uint8)
+            canvas[:rh, :rw] = crop
+            blob = canvas.transpose(2, 0, 1)[None].astype(np.float32)
+            sx, sy = rw / (x2 - x1), rh / (y2 - y1)
+            ox, oy = x1, y1
         heat, size, offset = self.session.run(None, {self._input: blob})
         out = []
-        for x1, y1, x2, y2, score in decode_centers(heat[0, 0], size[0], offset[0], self.stride, self.threshold):
+        for bx1, by1, bx2, by2, score in decode_centers(heat[0, 0], size[0], offset[0], self.stride, self.threshold):
             box = (
-                int(max(0, round((x1 - px) / scale))), int(max(0, round((y1 - py) / scale))),
-                int(min(w, round((x2 - px) / scale))), int(min(h, round((y2 - py) / scale))),
+                int(max(0, round(bx1 / sx + ox))), int(max(0, round(by1 / sy + oy))),
+                int(min(w, round(bx2 / sx + ox))), int(min(h, round(by2 / sy + oy))),
             )
             if box[2] - box[0] >= 4 and box[3] - box[1] >= 2:
                 out.append(Detection(box, score))
@@ -72,23 +93,33 @@ class OnnxPlateOCR(PlateOCR):
             raise ModelError(f"{entry.path}: manifest entry has no alphabet")
         self.chars = entry.alphabet + entry.pad
         self.pad = entry.pad
+        if entry.decoder not in ("slots", "ctc"):
+            raise ModelError(f"{entry.path}: unknown decoder {entry.decoder!r} in the manifest; valid: slots, ctc")
+        self.ctc = entry.decoder == "ctc"
         self._input = self.session.get_inputs()[0].name
 
     def read(self, crops: list[np.ndarray]) -> list[PlateText]:
         if not crops:
             return []
         probs = self.session.run(None, {self._input: ocr_input(crops, self.height, self.width)})[0]
-        out = []
-        for p in probs:
-            idx = p.argmax(-1)
-            conf = p.max(-1)
-            chars, confs = [], []
-            for i, c in zip(idx, conf):
-                ch = self.chars[i]
+        return [self._decode(p) for p in probs]
+
+    def _decode(self, p: np.ndarray) -> PlateText:
+        idx = p.argmax(-1)
+        conf = p.max(-1)
+        chars: list[str] = []
+        confs: list[float] = []
+        prev = -1
+        for i, c in zip(idx, conf):
+            ch = self.chars[i]
+            if self.ctc and i == prev:
+                # The same character over several columns: one character, as sure as its best column.
                 if ch != self.pad:
-                    chars.append(ch)
-                    confs.append(float(c))
-            # The weakest character bounds how much the whole plate can be trusted.
-            total = min(confs) if confs else 0.0
-            out.append(PlateText("".join(chars), total, tuple(round(c, 4) for c in confs)))
-        return out
+                    confs[-1] = max(confs[-1], float(c))
+            elif ch != self.pad:
+                chars.append(ch)
+                confs.append(float(c))
+            prev = i
+        # The weakest character bounds how much the whole plate can be trusted.
+        total = min(confs) if confs else 0.0
+        return PlateText("".join(chars), total, tuple(round(c, 4) for c in confs))

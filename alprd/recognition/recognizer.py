@@ -12,7 +12,7 @@ from alprd.config import ModelsConfig
 from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateRead
 from alprd.recognition.manifest import default_models_dir, load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR
-from alprd.recognition.preprocess import crop_plate
+from alprd.recognition.preprocess import crop_plate, iou
 
 
 @dataclass
@@ -45,10 +45,17 @@ class Recognizer:
         """Confident reads in a BGR frame, most confident first."""
         return self.analyse(frame, timings)[1]
 
-    def analyse(self, frame: np.ndarray, timings: Timings | None = None) -> tuple[list[Detection], list[PlateRead]]:
-        """All detections, and the confident reads among them."""
+    def analyse(self, frame: np.ndarray, timings: Timings | None = None,
+                regions: tuple[tuple[int, int, int, int], ...] | None = None) -> tuple[list[Detection], list[PlateRead]]:
+        """All detections, and the confident reads among them. `regions` (frame pixels) limits
+        detection to those parts of the frame (motion gating); None means the whole frame. The
+        plates of all regions are read in one OCR batch."""
         t0 = time.perf_counter()
-        dets = self.detector.detect(frame)
+        if regions is None:
+            dets = self.detector.detect(frame)
+        else:
+            found = [d for r in regions for d in self.detector.detect(frame, r)]  # type: ignore[call-arg]
+            dets = _dedupe(sorted(found, key=lambda d: -d.confidence))
         t1 = time.perf_counter()
         texts = self.ocr.read([crop_plate(frame, d.box) for d in dets])
         t2 = time.perf_counter()
@@ -61,3 +68,12 @@ class Recognizer:
             if t.confidence >= self.min_confidence and len(t.text) >= self.min_chars
         ]
         return dets, sorted(reads, key=lambda r: -r.confidence)
+
+
+def _dedupe(dets: list[Detection], iou_max: float = 0.5) -> list[Detection]:
+    """A plate on the edge of two regions is found twice; keep the more confident box."""
+    keep: list[Detection] = []
+    for d in dets:
+        if all(iou(d.box, k.box) < iou_max for k in keep):
+            keep.append(d)
+    return keep

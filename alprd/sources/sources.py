@@ -4,18 +4,22 @@ reconnects with backoff, the way OpenALPR's alprd does, so a slow unit never fal
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from alprd.config import CameraConfig
+from alprd.motion import Motion, motion_detector
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
+DECODE_THREADS = 1
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -35,6 +40,8 @@ class Frame:
     index: int
     timestamp_ms: int  # wall clock (UTC ms) when captured, or video time offset from start for files
     image: np.ndarray
+    video_ms: int | None = None  # recorded video: the video's own clock (0 at its first frame)
+    motion: Motion | None = None  # the motion test's verdict, made in frame order by the source
 
 
 class SourceState:
@@ -54,6 +61,17 @@ class SourceState:
     def as_dict(self) -> dict[str, object]:
         return {"state": self.state, "detail": self.detail, "frames": self.frames,
                 "skipped": self.skipped, "reconnects": self.reconnects}
+
+
+def put_unless_stopped(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Hand an item to a bounded queue, waiting while it is full; False if `stop` was set first."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def source_kind(cam: CameraConfig) -> str:
@@ -93,8 +111,12 @@ class VideoFileSource(Source):
             return
         start_ms = int(time.time() * 1000)
         index = 0
+        motion = motion_detector(self.cam)
         while not stop.is_set():
-            cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+            # Software decoding on one FFmpeg thread: the decoder has this thread to itself and the
+            # other cores are left to inference (more decoder threads only fight the detector).
+            cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_HW_ACCELERATION, cv2.VIDEO_ACCELERATION_NONE,
+                                                          cv2.CAP_PROP_N_THREADS, DECODE_THREADS])
             if not cap.isOpened():
                 self.status.set("error", f"cannot decode video file {path} (not a video, or corrupt)")
                 log.error("camera %s: cannot decode video file %s (not a video, or corrupt)", self.cam.id, path)
@@ -109,7 +131,9 @@ class VideoFileSource(Source):
                     break
                 got_any = True
                 self.status.frames += 1
-                yield Frame(self.cam.id, index, start_ms + int(local * 1000 / fps), img)
+                video_ms = int(local * 1000 / fps)
+                yield Frame(self.cam.id, index, start_ms + video_ms, img, video_ms,
+                            motion.analyse(img, video_ms) if motion else None)
                 index += 1
                 local += 1
             cap.release()
@@ -211,6 +235,7 @@ class LiveSource(Source):
         return s
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        motion = motion_detector(self.cam)
         self._thread = threading.Thread(target=self._capture, args=(stop,), name=f"capture-{self.cam.id}", daemon=True)
         self._thread.start()
         while not stop.is_set():
@@ -219,6 +244,10 @@ class LiveSource(Source):
                     self._cond.wait(0.2)
                 frame, self._latest = self._latest, None
             if frame is not None:
+                # The motion test compares with the previous frame analysed, however many the
+                # stream delivered in between.
+                if motion is not None:
+                    frame = dataclasses.replace(frame, motion=motion.analyse(frame.image, frame.timestamp_ms))
                 yield frame
 
 

@@ -63,7 +63,8 @@ def _draw_vehicle(frame: np.ndarray, v: Vehicle, plate: Plate, cx: float, cy: fl
     return (px1, py1, px1 + pw, py1 + ph)
 
 
-def plan_vehicles(rng: np.random.Generator, vehicles: int, frames: int, fps: float) -> list[Vehicle]:
+def plan_vehicles(rng: np.random.Generator, vehicles: int, frames: int, fps: float,
+                  layouts: tuple[str, ...] = ("us", "eu", "br", "mercosur", "us2", "eu2")) -> list[Vehicle]:
     """Vehicles spread over the clip; neighbours overlap in time in different lanes."""
     out = []
     span = max(1, frames // max(1, vehicles))
@@ -71,7 +72,7 @@ def plan_vehicles(rng: np.random.Generator, vehicles: int, frames: int, fps: flo
         dur = int(rng.uniform(1.6, 3.0) * fps)
         start = min(frames - dur, int(i * span * 0.9)) if frames > dur else 0
         plate = None
-        layout = ["us", "eu", "br", "mercosur", "us2", "eu2"][i % 6]
+        layout = layouts[i % len(layouts)]
         plate = render_plate(rng, layout)
         out.append(Vehicle(plate.text, layout, max(0, start), min(frames - 1, start + dur),
                            lane_x=[0.3, 0.55, 0.75][i % 3], plate_width=int(rng.uniform(140, 200)),
@@ -80,11 +81,35 @@ def plan_vehicles(rng: np.random.Generator, vehicles: int, frames: int, fps: flo
     return out
 
 
+def plan_extra(rng: np.random.Generator, plan: list[Vehicle], frames: int, fps: float, parked: int, fast: int,
+               layouts: tuple[str, ...]) -> None:
+    """Parked vehicles (in view the whole clip, standing still at the kerb) and fast ones (through
+    the scene in about half a second), added after the regular plan so its plates stay the same."""
+    for i in range(parked):
+        plate = render_plate(rng, layouts[i % len(layouts)])
+        v = Vehicle(plate.text, plate.layout, 0, frames - 1, lane_x=[0.88, 0.12][i % 2], plate_width=int(rng.uniform(150, 180)),
+                    color=tuple(int(c) for c in rng.integers(30, 220, 3)), parked=True)
+        v._plate = plate  # type: ignore[attr-defined]
+        plan.append(v)
+    for i in range(fast):
+        plate = render_plate(rng, layouts[(i + 1) % len(layouts)])
+        dur = int(rng.uniform(0.5, 0.8) * fps)
+        start = int(rng.uniform(0.1, 0.85) * (frames - dur))
+        v = Vehicle(plate.text, plate.layout, start, start + dur, lane_x=[0.55, 0.3, 0.75][i % 3],
+                    plate_width=int(rng.uniform(160, 200)), color=tuple(int(c) for c in rng.integers(30, 220, 3)))
+        v._plate = plate  # type: ignore[attr-defined]
+        plan.append(v)
+
+
 def write_traffic_video(path: Path, vehicles: int = 6, seconds: float = 12.0, width: int = 1280,
-                        height: int = 720, fps: float = 15.0, seed: int = 1, noise: bool = True) -> list[Vehicle]:
+                        height: int = 720, fps: float = 15.0, seed: int = 1, noise: bool = True,
+                        parked: int = 0, fast: int = 0, layouts: tuple[str, ...] | None = None,
+                        extra_layouts: tuple[str, ...] = ("us", "mercosur", "br")) -> list[Vehicle]:
     rng = np.random.default_rng(seed)
     frames = int(seconds * fps)
-    plan = plan_vehicles(rng, vehicles, frames, fps)
+    plan = plan_vehicles(rng, vehicles, frames, fps, *([layouts] if layouts else []))
+    if parked or fast:
+        plan_extra(rng, plan, frames, fps, parked, fast, extra_layouts)
     bg = road_background(rng, width, height)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
@@ -95,9 +120,9 @@ def write_traffic_video(path: Path, vehicles: int = 6, seconds: float = 12.0, wi
         frame = bg.copy()
         # Far vehicles first so that near ones cover them.
         active = [v for v in plan if v.start_frame <= f <= v.end_frame]
-        active.sort(key=lambda v: (f - v.start_frame) / max(1, v.end_frame - v.start_frame))
+        active.sort(key=lambda v: -1.0 if v.parked else (f - v.start_frame) / max(1, v.end_frame - v.start_frame))
         for v in active:
-            t = (f - v.start_frame) / max(1, v.end_frame - v.start_frame)
+            t = 0.45 if v.parked else (f - v.start_frame) / max(1, v.end_frame - v.start_frame)
             # Approaching the camera: moves down and grows.
             cy = height * (0.45 + 0.5 * t)
             cx = width * v.lane_x

@@ -11,6 +11,8 @@ from alprd.recognition.manifest import sha256_of
 
 
 def build_manifest(models_dir: Path, detector_version: str, ocr_version: str) -> dict:
+    import onnxruntime as ort
+
     entries = []
     det = models_dir / "plate_detector.onnx"
     if det.exists():
@@ -28,9 +30,16 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str) ->
             "sha256": sha256_of(ocr),
             "input": {"layout": "NCHW", "height": 64, "width": 128, "channels": 1, "color": "grey",
                       "range": "0-255"},
-            "alphabet": ALPHABET, "pad": PAD, "slots": 10,
+            "alphabet": ALPHABET, "pad": PAD, **_ocr_head(ort, ocr),
         })
     return {"format": 1, "models": entries}
+
+
+def _ocr_head(ort, path: Path) -> dict:
+    """Slots or CTC, read off the exported graph: [N, 10, 37] is the slot reader, [N, T, 37] with
+    T > 10 the CTC one (its pad character is the blank)."""
+    steps = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()[0].shape[1]
+    return {"decoder": "ctc", "steps": steps} if steps != 10 else {"decoder": "slots", "slots": 10}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,10 +36,45 @@ class PlateOcrNet(nn.Module):
         return self.head(self.features(x)).view(-1, self.slots, self.classes)
 
 
+class PlateOcrCtcNet(nn.Module):
+    """CTC reader with two output rows (the plate's upper and lower half), read one after the other.
+
+    Fixed slots must learn where each character sits, which a few hundred real US crops of every
+    width and spacing cannot teach: they repeated or dropped characters. CTC reads columns, so
+    spacing does not matter; the second row lets two-line plates come out top line first."""
+
+    rows = 2
+
+    def __init__(self, classes: int = 37, height: int = 64, width: int = 128):
+        super().__init__()
+        self.classes = classes
+        self.features = nn.Sequential(
+            conv(1, 16), nn.MaxPool2d(2),  # 32x64
+            conv(16, 32), nn.MaxPool2d(2),  # 16x32
+            conv(32, 64), conv(64, 96), nn.MaxPool2d((2, 1)),  # 8x32
+            conv(96, 128), nn.MaxPool2d((2, 1)),  # 4x32
+        )
+        self.fh, self.steps = height // 16, width // 4
+        ctx = 192
+        self.context = nn.Sequential(
+            nn.Conv1d(128 * self.fh, ctx, 3, padding=1, bias=False), nn.BatchNorm1d(ctx), nn.ReLU(inplace=True),
+            nn.Conv1d(ctx, ctx, 3, padding=1, bias=False), nn.BatchNorm1d(ctx), nn.ReLU(inplace=True),
+            nn.Dropout(0.2),
+        )
+        self.head = nn.Conv1d(ctx, self.rows * classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [N,1,H,W] grey 0..255 -> logits [N, rows*W/4, classes] (upper row's columns, then lower's)."""
+        x = x / 127.5 - 1.0
+        f = self.features(x).reshape(-1, 128 * self.fh, self.steps)
+        y = self.head(self.context(f)).reshape(-1, self.rows, self.classes, self.steps)
+        return y.permute(0, 1, 3, 2).reshape(-1, self.rows * self.steps, self.classes)
+
+
 class PlateOcrExport(nn.Module):
     """What is exported: probabilities, so the runtime needs no softmax of its own."""
 
-    def __init__(self, net: PlateOcrNet):
+    def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 

@@ -23,7 +23,7 @@ from alprd.training.common import (
     resume_schedule,
     save_checkpoint,
 )
-from alprd.training.nets import PlateOcrExport, PlateOcrNet
+from alprd.training.nets import PlateOcrCtcNet, PlateOcrExport, PlateOcrNet
 
 H, W, SLOTS = 64, 128, 10
 CHARS = ALPHABET + PAD
@@ -36,6 +36,20 @@ def encode(text: str) -> np.ndarray:
 
 def decode(idx: np.ndarray) -> str:
     return "".join(CHARS[i] for i in idx if CHARS[i] != PAD)
+
+
+def ctc_decode(idx: np.ndarray) -> str:
+    """Greedy CTC: collapse repeats, drop blanks (PAD is the blank)."""
+    out, prev = [], -1
+    for i in idx:
+        if i != prev and CHARS[i] != PAD:
+            out.append(CHARS[i])
+        prev = i
+    return "".join(out)
+
+
+def make_net(head: str) -> nn.Module:
+    return PlateOcrCtcNet(len(CHARS), H, W) if head == "ctc" else PlateOcrNet(SLOTS, len(CHARS), H, W)
 
 
 def _render_one(seed: int) -> tuple[np.ndarray, str]:
@@ -96,7 +110,7 @@ def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float) -> l
     return kept
 
 
-def evaluate(net: PlateOcrNet, samples: list[tuple[np.ndarray, str]]) -> float:
+def evaluate(net: nn.Module, samples: list[tuple[np.ndarray, str]]) -> float:
     if not samples:
         return float("nan")
     net.eval()
@@ -106,7 +120,8 @@ def evaluate(net: PlateOcrNet, samples: list[tuple[np.ndarray, str]]) -> float:
             chunk = samples[i:i + 128]
             x = torch.from_numpy(ocr_input([c for c, _ in chunk], H, W))
             pred = net(x).argmax(-1).numpy()
-            hits += sum(decode(p) == t for p, (_, t) in zip(pred, chunk))
+            dec = ctc_decode if isinstance(net, PlateOcrCtcNet) else decode
+            hits += sum(dec(p) == t for p, (_, t) in zip(pred, chunk))
     net.train()
     return hits / len(samples)
 
@@ -127,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
+    ap.add_argument("--head", choices=("ctc", "slots"), default="slots",
+                    help="slots: the fixed-slot reader (default, shipped); ctc: column reader with two rows "
+                         "(experimental: two CPU runs sat on the CTC plateau for 600 steps)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -159,12 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"synthetic bank {len(syn_img)} in {time.time() - t0:.0f}s", flush=True)
     syn_lab = np.stack([encode(t) for t in syn_txt])
 
-    net = PlateOcrNet(SLOTS, len(CHARS), H, W)
+    net = make_net(args.head)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     step, best = 0, -1.0
     ck = load_checkpoint(args.out / "last.pt")
     if ck:
+        if ck.get("head", "slots") != args.head:
+            from alprd.errors import UserError
+
+            raise UserError(f"{args.out / 'last.pt'}: that run trains the {ck.get('head', 'slots')} head; "
+                            f"pass --head {ck.get('head', 'slots')} or a new --out")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, best = ck["step"], ck["best"]
@@ -172,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resumed at step {step}", flush=True)
     rng = np.random.default_rng(step)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    ctc_loss = nn.CTCLoss(blank=CHARS.index(PAD), zero_infinity=True)
     n_syn = int(args.batch * args.synthetic_share)
     net.train()
     t0 = time.time()
@@ -186,7 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         x = torch.from_numpy(ocr_input(imgs, H, W))
         y = torch.from_numpy(np.stack(labs))
         logits = net(x)
-        loss = loss_fn(logits.reshape(-1, len(CHARS)), y.reshape(-1))
+        if args.head == "ctc":
+            targets = y[y != CHARS.index(PAD)]
+            lengths = (y != CHARS.index(PAD)).sum(1)
+            logp = logits.log_softmax(-1).transpose(0, 1)  # [T, N, C]
+            steps = torch.full((len(y),), logp.shape[0], dtype=torch.long)
+            loss = ctc_loss(logp, targets, steps, lengths)
+        else:
+            loss = loss_fn(logits.reshape(-1, len(CHARS)), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -202,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"eval step {step}: {m}", flush=True)
             if score > best:
                 best = score
-                save_checkpoint(args.out / "best.pt", model=net.state_dict(), step=step, metrics=m)
-            save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(),
+                save_checkpoint(args.out / "best.pt", model=net.state_dict(), step=step, metrics=m, head=args.head)
+            save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(), head=args.head,
                             sched=sched.state_dict(), step=step, best=best)
     if args.export:
         export_ocr(args.out / "best.pt", args.export)
@@ -212,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def export_ocr(checkpoint: Path, path: Path) -> None:
-    net = PlateOcrNet(SLOTS, len(CHARS), H, W)
-    net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    net = make_net(ck.get("head", "slots"))
+    net.load_state_dict(ck["model"])
     export_onnx(PlateOcrExport(net), torch.zeros(1, 1, H, W), path, "image", ["probs"],
                 {"image": {0: "batch"}, "probs": {0: "batch"}})
 

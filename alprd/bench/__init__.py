@@ -1,0 +1,1 @@
+"""`alprd bench`: the unit's pipeline on a recorded video, with a report a person can judge."""

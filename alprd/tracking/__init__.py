@@ -1,0 +1,1 @@
+"""Plate tracking across frames and per-track voting: one read event per vehicle pass."""

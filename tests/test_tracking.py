@@ -1,0 +1,249 @@
+"""Tracking and voting: one read event per vehicle pass, on synthetic traffic with known plates
+(parked, fast and overlapping vehicles) read by the shipped models, and on exact inputs."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from alprd.benchmarks.tracking import run as run_tracking
+from alprd.config import FormatsConfig, ModelsConfig, TrackingConfig
+from alprd.pipeline import CameraPipeline
+from alprd.recognition.base import Detection, PlateRead
+from alprd.recognition.recognizer import Recognizer
+from alprd.sources.sources import Frame
+from alprd.synth.video import write_traffic_video
+from alprd.tracking.tracker import Tracker
+from alprd.tracking.vote import Observation, vote
+
+
+def obs(text: str, conf: float = 0.8, weight: float = 1.0, i: int = 0) -> Observation:
+    return Observation(text, tuple([conf] * len(text)), conf, weight, i, i * 100, (0, 0, 10, 5), 0.9)
+
+
+# --- voting -------------------------------------------------------------------------------------
+
+
+def test_vote_per_character_weighted_and_length_first():
+    # Three frames, each with one different wrong character: no frame is right, the vote is.
+    v = vote([obs("ABC1Z34"), obs("A8C1234"), obs("ABC12S4")])
+    assert v.text == "ABC1234" and v.agreeing == 0 and v.reads == 3
+    # A dropped character (length 6) is aligned, not thrown away, and does not win the length vote.
+    v = vote([obs("ABC1234"), obs("ABC234"), obs("ABC1234", 0.6)])
+    assert v.text == "ABC1234"
+    # One big sharp read outweighs two small blurred ones that agree on a wrong character.
+    v = vote([obs("ABC1234", weight=1.0), obs("ABC1284", weight=0.2), obs("ABC1284", weight=0.2)])
+    assert v.text == "ABC1234"
+    # Agreeing frames raise the confidence; disagreement lowers it.
+    one, two = vote([obs("ABC1234", 0.6)]), vote([obs("ABC1234", 0.6), obs("ABC1234", 0.6, i=1)])
+    split = vote([obs("ABC1234", 0.6), obs("ABC1284", 0.6, i=1)])
+    assert one.confidence == pytest.approx(0.6) and two.confidence == pytest.approx(0.84)
+    assert split.confidence < one.confidence
+    assert vote([]) is None
+
+
+# --- tracker ------------------------------------------------------------------------------------
+
+
+def test_tracker_side_by_side_missed_frames_and_parked():
+    tr = Tracker()
+    ids: dict[str, set[int]] = {"left": set(), "right": set()}
+    for f in range(20):
+        if f in (6, 7):
+            continue  # two missed frames
+        y = 100 + 12 * f
+        left, right = (100, y, 200, y + 40), (215, y, 315, y + 40)  # 15 px apart, same speed
+        a, b = tr.assign([right, left], ["XYZ987", "ABC123"], f, f * 66)
+        ids["right"].add(a.id)
+        ids["left"].add(b.id)
+    assert len(ids["left"]) == 1 and len(ids["right"]) == 1 and ids["left"] != ids["right"]
+    # A parked plate hidden for 5 s keeps its track (parked_missed_s); a moving one would have ended.
+    tr = Tracker()
+    for f in range(10):
+        tr.assign([(500, 300, 600, 330)], ["PARK01"], f, f * 66)
+    assert tr.expire(None, 9 * 66 + 5000, 1.0, 0, parked_missed_s=15.0) == []
+    (t,) = tr.assign([(502, 301, 601, 331)], ["PARK01"], 90, 9 * 66 + 5000)
+    assert t.id == 1
+    assert [x.id for x in tr.expire(None, 9 * 66 + 5000 + 16000, 1.0, 0, parked_missed_s=15.0)] == [1]
+
+
+# --- the pipeline on exact inputs ---------------------------------------------------------------
+
+
+class ScriptedRecognizer(Recognizer):
+    """Reads given per frame index (the frame image carries its index in pixel 0)."""
+
+    def __init__(self, script: dict[int, list[tuple[str, float, tuple[int, int, int, int]]]]):
+        self.script = script
+        self.min_confidence, self.min_chars = 0.5, 3
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        return {"detector": "scripted@1", "ocr": "scripted@1"}
+
+    def analyse(self, frame, timings=None):
+        items = self.script.get(int(frame[0, 0, 0]) + 256 * int(frame[0, 0, 1]), [])
+        reads = [PlateRead(t, c, tuple([c] * len(t)), b, 0.9) for t, c, b in items]
+        return [Detection(b, 0.9) for _, _, b in items], reads
+
+
+def frames(n: int, fps: float = 10.0) -> list[Frame]:
+    out = []
+    for i in range(n):
+        img = np.full((240, 320, 3), 90, np.uint8)
+        img[0, 0, 0], img[0, 0, 1] = i % 256, i // 256
+        out.append(Frame("cam", i, int(i * 1000 / fps), img))
+    return out
+
+
+def box(f: int, x: int = 40) -> tuple[int, int, int, int]:
+    return (x, 20 + 4 * f, x + 80, 40 + 4 * f)
+
+
+def drive(pipe: CameraPipeline, fs: list[Frame]):
+    out = []
+    for f in fs:
+        out += pipe.process(f)
+    return out + pipe.finish()
+
+
+def test_first_read_then_one_update_with_the_same_read_id():
+    # Far away, two frames agree on a wrong (but Mercosur-valid) text; nearer, five frames read it right.
+    script = {0: [("ABC1Z34", 0.9, box(0))], 1: [("ABC1Z34", 0.9, box(1))]}
+    script.update({f: [("ABC1234", 0.8 + 0.02 * f, box(f))] for f in range(2, 7)})
+    pipe = CameraPipeline("cam", ScriptedRecognizer(script), "u", formats=FormatsConfig(presets=("br",)))
+    out = drive(pipe, frames(30))
+    reads = [m.payload for m in out if m.kind == "read"]
+    assert [(p["event"], p["plate"], p["frame_index"]) for p in reads] == [("first", "ABC1Z34", 1),
+                                                                         ("update", "ABC1234", 6)]
+    assert reads[0]["read_id"] == reads[1]["read_id"]
+    assert reads[0]["track"]["ended"] is False and reads[1]["track"]["ended"] is True
+    assert reads[0]["format"] == "br" and reads[1]["track"]["reads"] == 7
+    assert pipe.stats()["events_first"] == 1 and pipe.stats()["events_update"] == 1
+    never = CameraPipeline("cam", ScriptedRecognizer(script), "u", tracking=TrackingConfig(update="never"))
+    assert [m.payload["event"] for m in drive(never, frames(30))] == ["first"]
+    # Unchanged text and confidence: on_change sends no update, always does.
+    same = {f: [("ABC1234", 0.9, box(f))] for f in range(6)}
+    on_change = CameraPipeline("cam", ScriptedRecognizer(same), "u")
+    assert [m.payload["event"] for m in drive(on_change, frames(30))] == ["first"]
+    always = CameraPipeline("cam", ScriptedRecognizer(same), "u", tracking=TrackingConfig(update="always"))
+    assert [m.payload["event"] for m in drive(always, frames(30))] == ["first", "update"]
+    # One frame is enough when configured so: lowest latency.
+    quick = CameraPipeline("cam", ScriptedRecognizer(same), "u",
+                           tracking=TrackingConfig(first_read_min_frames=1, first_read_min_confidence=0.85))
+    assert drive(quick, frames(30))[0].payload["frame_index"] == 0
+
+
+def test_unconfident_track_publishes_at_its_end_junk_is_counted():
+    script = {0: [("ABC1234", 0.55, box(0)), ("ZZZZZZZZZZ", 0.9, box(0, 200))],
+              5: [("QQ", 0.9, box(5, 200))],
+              20: [("XYZ1234", 0.51, box(0, 40)), ("XYZ1234", 0.51, box(0, 200))]}
+    tracking = TrackingConfig(end_read_min_confidence=0.52)
+    pipe = CameraPipeline("cam", ScriptedRecognizer(script), "u", tracking=tracking,
+                          formats=FormatsConfig(presets=("br",)))
+    out = drive(pipe, frames(40))
+    assert [(m.payload["event"], m.payload["plate"], m.payload["track"]["ended"]) for m in out] == \
+        [("first", "ABC1234", True)]
+    st = pipe.stats()
+    # ZZZZZZZZZZ fits no Brazilian format; the two weak XYZ1234 reads are below the floor.
+    assert st["rejected_format"] == 1 and st["rejected_low_confidence"] == 2 and st["events_first"] == 1
+
+
+def test_out_of_order_workers_give_the_events_of_an_in_order_run():
+    # Five passes of two cars side by side, 1.5 s apart (longer than max_missed_s: separate passes).
+    script = {i: [("ABC1234", 0.6 + 0.01 * (i % 7), box(i % 40)), ("XYZ9876", 0.7, box(i % 40, 180))]
+              for i in range(0, 200) if i % 40 < 25}
+    ref = [(m.kind, m.payload["plate"], m.payload["frame_index"], m.payload["event"])
+           for m in drive(CameraPipeline("cam", ScriptedRecognizer(script), "u"), frames(200))]
+    assert sum(1 for r in ref if r[3] == "first") == 10
+
+    class Slow(ScriptedRecognizer):
+        def analyse(self, frame, timings=None):
+            time.sleep(random.Random(int(frame[0, 0, 0])).random() * 0.004)
+            return super().analyse(frame, timings)
+
+    pipe = CameraPipeline("cam", Slow(script), "u")
+    fs = frames(200)
+    out, lock = [], threading.Lock()
+
+    def worker(part):
+        for f in part:
+            got = pipe.process(f)
+            with lock:
+                out.extend(got)
+
+    for f in fs:
+        pipe.admit(f)
+    threads = [threading.Thread(target=worker, args=(fs[k::2],)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out += pipe.finish()
+    # Same events; the order between the two workers' emits may interleave, the content may not differ.
+    got = [(m.kind, m.payload["plate"], m.payload["frame_index"], m.payload["event"]) for m in out]
+    assert sorted(got) == sorted(ref)
+
+
+# --- the synthetic traffic video, read by the shipped models ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory, models_dir):
+    path = tmp_path_factory.mktemp("scene") / "scene.mp4"
+    truth = write_traffic_video(path, vehicles=6, seconds=12, width=960, height=540, fps=15, seed=3,
+                                parked=1, fast=1, layouts=("us", "br", "mercosur", "eu"))
+    return path, truth, Recognizer.from_config(ModelsConfig(dir=str(models_dir)))
+
+
+@pytest.fixture(scope="module")
+def scene_result(scene):
+    path, truth, rec = scene
+    return run_tracking(path, truth, rec, fps=15)
+
+
+def test_one_read_event_per_vehicle_pass_on_synthetic_traffic(scene_result):
+    res = scene_result
+    rows = res["per_vehicle"]
+    print(f"\nper-frame accuracy {res['per_frame_accuracy']:.1%} of {res['frame_reads']} reads; "
+          f"per-event accuracy {res['per_event_accuracy']:.1%}; "
+          + "; ".join(f"{r['plate']}: {r['frame_reads']} reads -> {r['final']}" for r in rows))
+    assert any(r["parked"] for r in rows) and any(r["frames"] < 15 for r in rows), "scene lacks parked/fast cars"
+    assert res["stray_events"] == [], "a read event that belongs to no vehicle"
+    # Exactly one event for every vehicle the models read at least three times, none for the others'
+    # extras. (Two reads that disagree vote below the end-of-track floor and are held back: detector
+    # 0.2.0 reads the fast Mercosur car as ZIS7M36 (0.68) and ZNS7N36 (0.57), voted 0.35.)
+    for r in rows:
+        assert r["events"] <= 1, f"{r['plate']}: {r['events']} events for one pass"
+        if r["frame_reads"] >= 3:
+            assert r["events"] == 1, f"{r['plate']}: read on {r['frame_reads']} frames but no event"
+    assert res["frame_reads"] >= 3 * res["read_events"], "per-frame reads should be many duplicates"
+    # Voting is never worse than taking each vehicle's most common frame read.
+    majority_right = sum(1 for r in rows if r["frame_reads"] and r["majority"] == r["plate"])
+    assert res["events_correct_final"] >= majority_right
+    assert res["per_event_accuracy"] >= res["per_frame_accuracy_vehicle_mean"]
+
+
+def test_recorded_runs_are_deterministic(scene, scene_result):
+    path, truth, rec = scene
+    a = scene_result
+    b = run_tracking(path, truth, rec, fps=15)
+    assert a["per_vehicle"] == b["per_vehicle"] and a["pipeline"] == b["pipeline"]
+
+
+def test_scene_video_is_what_the_test_says(scene, tmp_path):
+    path, truth, _ = scene
+    cap = cv2.VideoCapture(str(path))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert n == 180
+    parked = [v for v in truth if v.parked]
+    assert parked and all(len(v.boxes) > 150 for v in parked)
+    assert any(len(v.boxes) < 15 for v in truth if not v.parked)
+    assert Path(path).stat().st_size > 0

@@ -48,6 +48,10 @@ class TrackingConfig:
     update_min_gain: float = 0.1  # on_change: a confidence change this big counts as a change
     end_read_min_confidence: float = 0.5  # floor for a track that never got confident
     max_observations: int = 60
+    # The same plate read again by this camera within this many seconds of its pass's last sighting
+    # is that pass, not a new one (a track broken by occlusion, a missed stretch, a parked car);
+    # it gets no event of its own. 0: off.
+    repeat_window_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -531,6 +535,8 @@ def _validate_reads(cfg: Config, base: Path) -> None:
                     raise ConfigError(f"{pre}tracking.{key}: {v} must be between 0 and 1")
             if tr.max_observations < 1:
                 raise ConfigError(f"{pre}tracking.max_observations: {tr.max_observations} must be at least 1")
+            if tr.repeat_window_s < 0:
+                raise ConfigError(f"{pre}tracking.repeat_window_s: {tr.repeat_window_s} must be 0 (off) or more seconds")
         if fm:
             if not 0 <= fm.max_fixes <= 3:
                 raise ConfigError(f"{pre}formats.max_fixes: {fm.max_fixes} must be between 0 and 3")

@@ -21,7 +21,7 @@ import numpy as np
 from alprd.config import FormatsConfig, TrackingConfig
 from alprd.formats.formats import FormatChecker, FormatResult
 from alprd.gps.provider import LocationProvider
-from alprd.hotlist.hotlist import Hotlist, HotlistMatch
+from alprd.hotlist.hotlist import Hotlist, HotlistMatch, canonical
 from alprd.motion import MotionGate
 from alprd.publish.payload import iso_ms, read_payload, uuid7
 from alprd.recognition.base import PlateRead
@@ -46,6 +46,17 @@ class Outbound:
     payload: dict[str, Any]
     read_id: str
     timestamp_ms: int
+
+
+@dataclass
+class _Pass:
+    """A vehicle pass that has its read event: what a later stretch of the same plate inherits."""
+
+    read_id: str
+    text: str
+    confidence: float
+    hit_plates: set[str]
+    last_ms: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class CameraPipeline:
         self._admitted_set: set[int] = set()
         self._done: dict[int, _Analysed | None] = {}
         self._last_shape: tuple[int, ...] = (0, 0, 3)
+        self._passes: dict[str, _Pass] = {}  # canonical plate -> its latest pass (repeat_window_s)
         self._now_ms = 0  # the camera's clock: the frame being consumed, or the wall clock in tick() (live)
 
     # --- frame order ------------------------------------------------------------------------
@@ -257,6 +269,9 @@ class CameraPipeline:
             fmt = FormatResult(v.text, "", ())
         best = self._best(t, v)
         if t.read_id:
+            self._remember(t, t.first_text, t.first_confidence)
+            if t.repeat and not t.force_update:
+                return []  # the pass's first stretch already had its update (if any)
             mode = self.tracking.update
             if fmt is None or (mode == "never" and not t.force_update):
                 return []
@@ -281,6 +296,16 @@ class CameraPipeline:
     def _publish(self, t: Track, v: Vote, fmt: FormatResult, obs: Observation, crop: np.ndarray | None,
                  event: str, ended: bool = False) -> list[Outbound]:
         if event == "first":
+            prior = self._repeat_of(fmt.text, t.first_ms)
+            if prior is not None:
+                # The plate's pass already has its event: this stretch joins it, silently.
+                t.read_id, t.first_text, t.first_confidence = prior.read_id, prior.text, prior.confidence
+                t.hit_plates |= prior.hit_plates
+                t.repeat = True
+                self.counts["repeats_merged"] += 1
+                log.debug("camera %s: track %d repeats read %s", self.camera, t.id, t.read_id)
+                self._remember(t, prior.text, prior.confidence)
+                return []
             t.read_id = uuid7(obs.timestamp_ms)
             t.first_text, t.first_confidence = fmt.text, v.confidence
         self.counts["events_" + event] += 1
@@ -306,9 +331,35 @@ class CameraPipeline:
             out.append(self._hit(match, payload))
             log.info("camera %s: hotlist hit (priority %d), read %s", self.camera, match.entry.priority, t.read_id)
         out.append(Outbound("read", self.camera, payload, t.read_id, obs.timestamp_ms))
+        self._remember(t, t.first_text, t.first_confidence)
         log.debug("camera %s: %s read %s (%.2f) track %d id %s", self.camera, event, fmt.text, v.confidence,
                   t.id, t.read_id)
         return out
+
+    def _repeat_of(self, text: str, since_ms: int) -> _Pass | None:
+        """The pass of the same plate (look-alike characters equal) last seen within the window
+        before this track began, if any."""
+        window_ms = self.tracking.repeat_window_s * 1000
+        if window_ms <= 0:
+            return None
+        prior = self._passes.get(canonical(text))
+        if prior is None or since_ms - prior.last_ms > window_ms:
+            return None
+        return prior
+
+    def _remember(self, t: Track, text: str, confidence: float) -> None:
+        if self.tracking.repeat_window_s <= 0:
+            return
+        key = canonical(text)
+        prior = self._passes.get(key)
+        if prior is not None and prior.read_id == t.read_id:
+            prior.last_ms = max(prior.last_ms, t.last_ms)
+            prior.hit_plates |= t.hit_plates
+        else:
+            self._passes[key] = _Pass(t.read_id, text, confidence, set(t.hit_plates), t.last_ms)
+        horizon = t.last_ms - 2 * self.tracking.repeat_window_s * 1000
+        if len(self._passes) > 256:  # bounded: forget passes long gone
+            self._passes = {k: p for k, p in self._passes.items() if p.last_ms >= horizon}
 
     @staticmethod
     def _track_info(t: Track, v: Vote, ended: bool) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pytest
 
 from alprd.benchmarks.tracking import run as run_tracking
 from alprd.config import FormatsConfig, ModelsConfig, TrackingConfig
+from alprd.hotlist.hotlist import Hotlist
 from alprd.pipeline import CameraPipeline
 from alprd.recognition.base import Detection, PlateRead
 from alprd.recognition.recognizer import Recognizer
@@ -155,12 +156,48 @@ def test_unconfident_track_publishes_at_its_end_junk_is_counted():
     assert st["rejected_format"] == 1 and st["rejected_low_confidence"] == 2 and st["events_first"] == 1
 
 
+def test_a_pass_broken_in_two_gives_one_event_a_later_pass_its_own(tmp_path):
+    # ABC1234 drives through (frames 0-5), is lost for 2 s (longer than max_missed_s: its track ends),
+    # is seen again elsewhere read with a look-alike (Z for 2: frames 26-31) while XYZ9876 passes where
+    # it was; 15 s later it comes back: a new pass.
+    def moving(f: int, x: int = 40) -> tuple[int, int, int, int]:
+        return (x, 20 + 15 * f, x + 80, 40 + 15 * f)
+
+    script = {f: [("ABC1234", 0.9, moving(f))] for f in range(6)}
+    script.update({f: [("ABC1Z34", 0.9, moving(f - 26, 200)), ("XYZ9876", 0.9, moving(f - 26))] for f in range(26, 32)})
+    script.update({f: [("ABC1234", 0.9, moving(f - 200))] for f in range(200, 206)})
+
+    def events(tracking: TrackingConfig, hotlist=None):
+        pipe = CameraPipeline("cam", ScriptedRecognizer(script), "u", tracking=tracking, hotlist=hotlist,
+                              formats=FormatsConfig(presets=()))
+        out = drive(pipe, frames(260))
+        return [(m.kind, m.payload["plate"], m.payload.get("event"), m.read_id) for m in out], pipe.stats()
+
+    merged, st = events(TrackingConfig(update="always"))
+    assert [(k, p, e) for k, p, e, _ in merged] == [("read", "ABC1234", "first"), ("read", "ABC1234", "update"),
+                                                    ("read", "XYZ9876", "first"), ("read", "XYZ9876", "update"),
+                                                    ("read", "ABC1234", "first"), ("read", "ABC1234", "update")]
+    # The second stretch published nothing, not even an update of its own.
+    assert merged[0][3] == merged[1][3] != merged[4][3]  # the later pass has its own read_id
+    assert st["repeats_merged"] == 1 and st["events_first"] == 3
+    # A listed plate alerts once per pass, not once per stretch.
+    listed = tmp_path / "hot.csv"
+    listed.write_text("plate,reason,priority\nABC1234,stolen,1\n")
+    hits, st = events(TrackingConfig(), Hotlist(str(listed)))
+    assert [p for k, p, _, _ in hits if k == "hit"] == ["ABC1234", "ABC1234"] and st["hits"] == 2
+    # With the window off, the broken pass gives two events.
+    separate, st = events(TrackingConfig(repeat_window_s=0))
+    assert [p for k, p, e, _ in separate if e == "first"] == ["ABC1234", "ABC1Z34", "XYZ9876", "ABC1234"]
+    assert "repeats_merged" not in st
+
+
 def test_out_of_order_workers_give_the_events_of_an_in_order_run():
     # Five passes of two cars side by side, 1.5 s apart (longer than max_missed_s: separate passes).
     script = {i: [("ABC1234", 0.6 + 0.01 * (i % 7), box(i % 40)), ("XYZ9876", 0.7, box(i % 40, 180))]
               for i in range(0, 200) if i % 40 < 25}
+    separate = TrackingConfig(repeat_window_s=0)  # ten passes here, not two plates seen on and off
     ref = [(m.kind, m.payload["plate"], m.payload["frame_index"], m.payload["event"])
-           for m in drive(CameraPipeline("cam", ScriptedRecognizer(script), "u"), frames(200))]
+           for m in drive(CameraPipeline("cam", ScriptedRecognizer(script), "u", tracking=separate), frames(200))]
     assert sum(1 for r in ref if r[3] == "first") == 10
 
     class Slow(ScriptedRecognizer):
@@ -168,7 +205,7 @@ def test_out_of_order_workers_give_the_events_of_an_in_order_run():
             time.sleep(random.Random(int(frame[0, 0, 0])).random() * 0.004)
             return super().analyse(frame, timings)
 
-    pipe = CameraPipeline("cam", Slow(script), "u")
+    pipe = CameraPipeline("cam", Slow(script), "u", tracking=separate)
     fs = frames(200)
     out, lock = [], threading.Lock()
 

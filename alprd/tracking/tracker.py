@@ -37,6 +37,7 @@ class Track:
     first_confidence: float = 0.0
     hit_plates: set[str] = field(default_factory=set)
     force_update: bool = False  # a hit came after the first read: the refined read must follow
+    repeat: bool = False  # a later stretch of a pass that already has its event (see CameraPipeline)
     best_crop: object = None
     best_score: float = -1.0
     origin: Box = (0, 0, 0, 0)

@@ -79,14 +79,40 @@ def test_read_reports_unreadable_image(tmp_path):
 
 
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def record_ocr_started_from_shipped(run_json: Path) -> bool:
+    init = json.loads(run_json.read_text())["init_onnx"]
+    return init["path"].endswith("plate_ocr.onnx") and init["dev"]["br_dev"] > 0.5  # not from scratch
+
+
+def test_warm_start_reproduces_the_shipped_reader():
+    """Batch norms folded into the ONNX convolutions are unfolded so the net computes the same thing."""
+    torch = pytest.importorskip("torch")
+    from alprd.recognition.preprocess import ocr_input
+    from alprd.training.train_ocr import H, W, _render_one, make_net, warm_start
+
+    x = ocr_input([_render_one(seed)[0] for seed in range(8)], H, W)  # synthetic plates
+    net = make_net("slots")
+    warm_start(net, REPO / "models" / "plate_ocr.onnx", torch.from_numpy(x))
+    net.eval()
+    with torch.no_grad():
+        mine = torch.softmax(net(torch.from_numpy(x)), -1).numpy()
+    shipped = ort.InferenceSession(str(REPO / "models" / "plate_ocr.onnx")).run(None, {"image": x})[0]
+    assert np.abs(mine - shipped).max() < 1e-4
+    fresh = make_net("slots").eval()
+    with torch.no_grad():
+        assert np.abs(torch.softmax(fresh(torch.from_numpy(x)), -1).numpy() - shipped).max() > 0.1
+
+
 def test_training_smoke_exports_valid_onnx(tmp_path):
     """A few steps of each trainer, then the exported ONNX runs through the daemon's own backends."""
     pytest.importorskip("torch")
     models = tmp_path / "models"
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2", "--batch", "8",
               "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40",
+              "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--scene-crops", "--us-repeat", "2",
               "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "scene crops" in r.stdout and any((tmp_path / "ocr" / "scene_crops").glob("*.png"))
     r = alprd("train", "detector", "--data", str(DATA), "--out", str(tmp_path / "det"), "--steps", "2",
               "--batch", "2", "--faces", "4", "--eval-every", "2", "--eval-limit", "3", "--limit", "10",
               "--export", str(models / "plate_detector.onnx"))
@@ -94,6 +120,7 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
     for name in ("ocr", "det"):
         record = json.loads((tmp_path / name / "run.json").read_text())
         assert record["evals"] and record["exported"]
+    assert record_ocr_started_from_shipped(tmp_path / "ocr" / "run.json")
     # Resuming a finished run is a no-op that still exports.
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2", "--limit", "40",
               "--synthetic", "16", "--workers", "1")

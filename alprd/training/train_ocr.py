@@ -88,7 +88,70 @@ def jitter_crop(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return degrade(rng, out, strength=0.5)
 
 
-def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float) -> list[CropSample]:
+def scene_crops(data: Path, out: Path, limit: int = 0) -> list[CropSample]:
+    """Plates cut (with a margin, as the detector would) from the detector's training scenes, never
+    its dev scenes: real plates of many countries, sizes and lights that the crop sets lack. Cut once
+    and cached under <out>/scene_crops."""
+    from alprd.datasets import detection_splits
+
+    folder = out / "scene_crops"
+    folder.mkdir(parents=True, exist_ok=True)
+    crops: list[CropSample] = []
+    for si, scene in enumerate(detection_splits(data)["train"][: limit or None]):
+        img = None
+        for bi, b in enumerate(scene.boxes):
+            w, h = b.x2 - b.x1, b.y2 - b.y1
+            if w < 24 or h < 8:  # too small to hold legible characters
+                continue
+            path = folder / f"{si:05d}_{bi}.png"
+            if not path.exists():
+                img = load_image(scene.image) if img is None else img
+                x1, y1 = max(0, int(b.x1 - 0.06 * w)), max(0, int(b.y1 - 0.12 * h))
+                x2, y2 = min(img.shape[1], int(b.x2 + 0.06 * w)), min(img.shape[0], int(b.y2 + 0.12 * h))
+                cv2.imwrite(str(path), img[y1:y2, x1:x2])
+            crops.append(CropSample(path, b.text.upper(), str(scene.image)))
+    return crops
+
+
+def warm_start(net: PlateOcrNet, onnx_path: Path, calibration: torch.Tensor) -> None:
+    """Start from a shipped reader. Its ONNX holds each conv with its batch norm folded in; the conv
+    takes the folded weights and the norm is set to undo its own normalisation on a calibration batch
+    (scale = batch std, shift = batch mean + folded bias), so training starts from the shipped
+    function instead of from scratch."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    folded = [(weights[n.input[1]], weights[n.input[2]]) for n in model.graph.node if n.op_type == "Conv"]
+    layers = [m for m in net.features.modules() if not isinstance(m, nn.Sequential)]  # forward order
+    if len(folded) != sum(isinstance(m, nn.Conv2d) for m in layers):
+        raise ValueError(f"{onnx_path}: {len(folded)} convolutions, not the shape of this reader")
+    pending = iter(folded)
+    x = calibration / 127.5 - 1.0
+    with torch.no_grad():
+        for m in layers:
+            if isinstance(m, nn.Conv2d):
+                weight, bias = (torch.from_numpy(a.copy()) for a in next(pending))
+                m.weight.copy_(weight)
+                if m.bias is not None:
+                    m.bias.zero_()
+                x = m(x)
+            elif isinstance(m, nn.BatchNorm2d):
+                mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+                m.weight.copy_((var + m.eps).sqrt())
+                m.bias.copy_(mean + bias)
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                x = x + bias.view(1, -1, 1, 1)
+            else:
+                x = m(x)
+        net.head[2].weight.copy_(torch.from_numpy(weights["net.head.2.weight"].copy()))
+        net.head[2].bias.copy_(torch.from_numpy(weights["net.head.2.bias"].copy()))
+
+
+def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
+                 lengths: tuple[int, int] = (5, 8)) -> list[CropSample]:
     """Label text-less real crops with the teacher OCR; keep only confident, plausible reads."""
     import onnxruntime as ort
 
@@ -105,7 +168,7 @@ def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float) -> l
         idx = probs.argmax(1)
         conf = probs.max(1)
         text = "".join(alphabet[i] for i in idx if alphabet[i] != "_")
-        if conf.min() >= min_conf and 5 <= len(text) <= 8:
+        if conf.min() >= min_conf and lengths[0] <= len(text) <= lengths[1]:
             kept.append(CropSample(s.image, text, text))
     return kept
 
@@ -137,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic-share", type=float, default=0.4)
     ap.add_argument("--teacher", type=Path, help="teacher OCR ONNX for pseudo-labels (training only)")
     ap.add_argument("--teacher-min-conf", type=float, default=0.9)
+    ap.add_argument("--scene-crops", action="store_true",
+                    help="also train on plates cut from the detector's training scenes (teacher-labelled)")
+    ap.add_argument("--us-repeat", type=int, default=1,
+                    help="draw each real US crop this many times as often (they are few and the hardest)")
+    ap.add_argument("--init-onnx", type=Path, help="start a new slots run from this reader's ONNX weights")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
@@ -153,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     splits = ocr_splits(args.data)
     if args.limit:
         splits = {k: v[: args.limit] for k, v in splits.items()}
-    train = splits["us_train"] + splits["br_train"]
+    train = splits["us_train"] * args.us_repeat + splits["br_train"]
     pseudo: list[CropSample] = []
     no_text = args.data / "openalpr_train_detector" / "crops_no_text.csv"
     if args.teacher and no_text.exists():
@@ -164,6 +232,18 @@ def main(argv: list[str] | None = None) -> int:
             unlabelled = read_ocr_csv(no_text)[: args.limit or None]
             pseudo = pseudo_label(args.teacher, unlabelled, args.teacher_min_conf)
             cache.write_text("".join(f"{s.image},{s.text}\n" for s in pseudo))
+    if args.scene_crops:
+        cache = args.out / "pseudo_scenes.csv"
+        if cache.exists():
+            scenes = [CropSample(Path(p), t, t) for p, t in (ln.split(",") for ln in cache.read_text().split())]
+        else:
+            cut = scene_crops(args.data, args.out, args.limit)
+            scenes = [c for c in cut if c.text and len(c.text) <= SLOTS]
+            if args.teacher:
+                scenes += pseudo_label(args.teacher, [c for c in cut if not c.text], args.teacher_min_conf, (4, SLOTS))
+            cache.write_text("".join(f"{s.image},{s.text}\n" for s in scenes))
+        print(f"scene crops {len(scenes)}", flush=True)
+        pseudo += scenes
     rec.set("data", {k: len(v) for k, v in splits.items()} | {"pseudo": len(pseudo), "synthetic": args.synthetic})
     print({k: len(v) for k, v in splits.items()}, "pseudo", len(pseudo), flush=True)
 
@@ -193,6 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         step, best = ck["step"], ck["best"]
         sched = resume_schedule(opt, sched, ck["sched"], step, args.steps)
         print(f"resumed at step {step}", flush=True)
+    elif args.init_onnx:
+        if args.head != "slots":
+            from alprd.errors import UserError
+
+            raise UserError(f"--init-onnx {args.init_onnx}: only a slots reader can be warm-started")
+        warm_start(net, args.init_onnx, torch.from_numpy(ocr_input(list(syn_img[:256]), H, W)))
+        m = {k: evaluate(net, v) for k, v in dev.items()}
+        print(f"warm start from {args.init_onnx}: {m}", flush=True)
+        rec.set("init_onnx", {"path": str(args.init_onnx), "dev": m})
     rng = np.random.default_rng(step)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     ctc_loss = nn.CTCLoss(blank=CHARS.index(PAD), zero_infinity=True)

@@ -23,7 +23,7 @@ from alprd.gps.provider import make_provider
 from alprd.hotlist.hotlist import Hotlist
 from alprd.motion import MotionGate, RegionRecognizer
 from alprd.pipeline import CameraPipeline, Outbound
-from alprd.privacy.audit import AuditLog
+from alprd.privacy.audit import AuditLog, verify
 from alprd.privacy.keys import audit_key, load_or_create_secret
 from alprd.privacy.minimise import is_hit
 from alprd.privacy.policy import enforce, privacy_paths
@@ -66,6 +66,7 @@ class Daemon:
         key_file, audit_file = privacy_paths(cfg)
         self._secret = load_or_create_secret(key_file)
         self.audit = AuditLog(audit_file, audit_key(self._secret), cfg.unit_id)
+        self.audit_chain = "new"  # what the start-up check of the existing log found (see audit_start)
         self.recognizer = recognizer or Recognizer.from_config(cfg.models)
         self.outlets = [Outlet(cfg, d, self.policy) for d in self.policy.destinations]
         self.spool, self.mqtt = self.outlets[0].spool, self.outlets[0].comm  # the primary (mqtt:) destination
@@ -216,7 +217,8 @@ class Daemon:
             reads_with_hit = self.stats.counts["reads_with_hit"]
         return {"policy_sha256": self.policy.sha256, "reads": reads, "hits": hits, "reads_with_hit": reads_with_hit,
                 "destinations": {o.name: o.stats() for o in self.outlets},
-                "purged": dict(self.purged), "refused": sum(o.comm.refused for o in self.outlets)}
+                "purged": dict(self.purged), "refused": sum(o.comm.refused for o in self.outlets),
+                "audit_chain_at_start": self.audit_chain}
 
     def purge(self) -> dict[str, dict[str, int]]:
         """Retention: rows past their limit leave every spool; a receipt (counts only) goes to the audit log."""
@@ -234,6 +236,15 @@ class Daemon:
     def audit_start(self) -> None:
         """The start entry, preceded by change entries when the config or policy differ from the last start's."""
         e = self.policy
+        # The chain is checked before this run adds to it: an edit made while the unit was off (or by
+        # anyone with the file) is named now, in the log itself, not first at the next audit.
+        if self.audit.path.exists():
+            verdict = verify(self.audit.path, self.audit.key)
+            self.audit_chain = "ok" if verdict.ok else verdict.message
+            if not verdict.ok:
+                log.error("audit log %s is damaged: %s", self.audit.path, verdict.message)
+                self.audit.append("chain_broken", file=str(self.audit.path), found=verdict.message,
+                                  intact_entries=verdict.entries)
         last = self.audit.last_entry("start")
         if last and last.get("config_sha256") != e.config_sha256:
             self.audit.append("config_change", file=self.cfg.source_file, old_sha256=last.get("config_sha256"),

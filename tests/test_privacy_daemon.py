@@ -210,6 +210,21 @@ def test_minimisation_purge_audit_and_checkpoints(tmp_path, broker, subscriber_f
     assert [x["name"] for x in change["new_destinations"]] == ["primary", "pseudo"]
     assert verify(log, audit_key(secret)).ok
     assert AuditLog(log, audit_key(secret), UNIT).checkpoint()["seq"] == len(entries) + 2
+    assert d.transparency()["audit_chain_at_start"] == "ok"
+
+    # An entry edited while the unit was off is named at the next start, in the log itself.
+    lines = log.read_text().splitlines()
+    i = next(k for k, x in enumerate(lines) if '"event":"published"' in x)
+    lines[i] = lines[i].replace('"count":', '"count":1', 1)
+    log.write_text("\n".join(lines) + "\n")
+    d = Daemon(load_config(config))
+    d.audit_start()
+    for o in d.outlets:
+        o.spool.close()
+    tail = [json.loads(x) for x in log.read_text().splitlines()][-2:]
+    assert [e["event"] for e in tail] == ["chain_broken", "start"]
+    assert tail[0]["found"].startswith(f"line {i + 1} (") and tail[0]["intact_entries"] == i
+    assert d.transparency()["audit_chain_at_start"] == tail[0]["found"]
 
 
 def test_fan_out_keeps_hits_whole_and_export_prefers_the_full_copy(tmp_path, models_dir, traffic_video):

@@ -55,7 +55,7 @@ class AuditLog:
     def __init__(self, path: str | Path, key: bytes, unit: str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._key = key
+        self.key = key
         self.unit = unit
         self._lock = threading.Lock()
         self.last_seq, self.last_sha256 = 0, GENESIS
@@ -78,7 +78,7 @@ class AuditLog:
                 now_ms = int(time.time() * 1000)
                 entry: dict[str, Any] = {"seq": seq, "ts": _iso(now_ms), "ts_ms": now_ms, "unit": self.unit,
                                          "event": event, **fields, "prev": prev}
-                entry["mac"] = entry_mac(self._key, entry)
+                entry["mac"] = entry_mac(self.key, entry)
                 line = json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
                 f.seek(0, os.SEEK_END)
                 f.write(line + b"\n")
@@ -102,7 +102,7 @@ class AuditLog:
                 seq, sha = self.last_seq, self.last_sha256
         now_ms = int(time.time() * 1000)
         return {"unit": self.unit, "seq": seq, "sha256": sha, "ts": _iso(now_ms), "ts_ms": now_ms,
-                "mac": checkpoint_mac(self._key, self.unit, seq, sha)}
+                "mac": checkpoint_mac(self.key, self.unit, seq, sha)}
 
     def last_entry(self, event: str) -> dict[str, Any] | None:
         """The newest entry of one kind (for the config and policy hashes of the last start)."""

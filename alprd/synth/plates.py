@@ -123,29 +123,99 @@ def _random_color(rng: np.random.Generator, dark: bool) -> tuple[int, int, int]:
     return tuple(int(np.clip(c + rng.integers(-20, 10), 0, 255)) for c in base)
 
 
+def _us_background(rng: np.random.Generator, img: Image.Image) -> None:
+    """Scenic US plates: a gradient, soft blobs of colour (mountains, sun, fields), sometimes a
+    graphic in the middle that the characters are spaced around (Arizona's cactus)."""
+    w, h = img.size
+    a = np.array(_random_color(rng, dark=False), np.float32)
+    b = np.array(_random_color(rng, dark=False), np.float32)
+    if rng.random() < 0.5:
+        b = 0.6 * b + 0.4 * np.array(rng.integers(80, 256, size=3), np.float32)  # a tinted sky or sunset
+    t = np.linspace(0, 1, h if rng.random() < 0.7 else w, dtype=np.float32)
+    grad = a + (b - a) * t[:, None]
+    arr = np.repeat(grad[:, None, :], w, axis=1) if len(t) == h else np.repeat(grad[None, :, :], h, axis=0)
+    for _ in range(int(rng.integers(0, 4))):
+        cx, cy = rng.uniform(0, w), rng.uniform(0.3 * h, 1.2 * h)
+        rx, ry = rng.uniform(0.1, 0.5) * w, rng.uniform(0.1, 0.4) * h
+        yy, xx = np.mgrid[0:h, 0:w]
+        blob = np.exp(-(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2))[..., None]
+        arr = arr * (1 - 0.5 * blob) + 0.5 * blob * np.array(rng.integers(60, 256, size=3), np.float32)
+    img.paste(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)))
+
+
+def _us_sticker(rng: np.random.Generator, d: ImageDraw.ImageDraw, w: int, h: int, fp: str) -> None:
+    """Registration stickers in the top corners: a coloured tab with a month or a year."""
+    for left in (True, False):
+        if rng.random() < 0.5:
+            continue
+        sw, sh = int(rng.uniform(0.08, 0.14) * w), int(rng.uniform(0.1, 0.18) * h)
+        x = int(rng.uniform(0.01, 0.05) * w) if left else w - sw - int(rng.uniform(0.01, 0.05) * w)
+        y = int(rng.uniform(0.02, 0.08) * h)
+        colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
+        d.rectangle((x, y, x + sw, y + sh), fill=colour)
+        tab = str(rng.choice(["JAN", "MAY", "NOV", "FEB", "JUN", "08", "10", "2006", "13", "24"]))
+        _draw_fitted(d, tab, (x + 3, y + 3, x + sw - 3, y + sh - 3), (255, 255, 255) if sum(colour) < 380 else (0, 0, 0), fp)
+
+
 def render_us(rng: np.random.Generator) -> Plate:
+    """A US passenger plate. Real ones are scenic, with tall narrow characters (often spaced around a
+    graphic), the state's name in a script or block face above or below, stickers, bolts and a
+    dealer frame; the crops in ../shared/data show all of these."""
     w, h = 480, 240
-    bg = _random_color(rng, dark=False)
-    img = Image.new("RGB", (w, h), bg)
+    img = Image.new("RGB", (w, h), _random_color(rng, dark=False))
     d = ImageDraw.Draw(img)
     fp = font_paths()[rng.integers(len(font_paths()))]
-    # Many US plates have a scenic gradient or a coloured band; a few lines stand in for it.
-    if rng.random() < 0.5:
+    scenic = rng.random() < 0.6
+    if scenic:
+        _us_background(rng, img)
+    elif rng.random() < 0.5:
         band = _random_color(rng, dark=True)
         d.rectangle((0, int(h * 0.8), w, h), fill=tuple(int(c * 0.5 + 120) for c in band))
     pattern = US_PATTERNS[rng.integers(len(US_PATTERNS))]
     shown = _pattern(rng, pattern)
-    if rng.random() < 0.3 and " " not in shown and len(shown) >= 6:
-        cut = len(shown) // 2
-        shown = shown[:cut] + rng.choice([" ", "-", "·"]) + shown[cut:]
+    middle_graphic = False
+    if " " not in shown and len(shown) >= 5 and rng.random() < 0.35:
+        cut = len(shown) // 2 + int(rng.integers(-1, 2))
+        middle_graphic = rng.random() < 0.5
+        gap = "  " if middle_graphic else str(rng.choice([" ", "-", "·"]))
+        shown = shown[:cut] + gap + shown[cut:]
     ink = _random_color(rng, dark=True)
+    # Characters 45-60 % of the plate's height, narrow (plate dies are condensed gothic faces).
+    top = int(rng.uniform(0.2, 0.3) * h)
+    bottom = top + int(rng.uniform(0.45, 0.6) * h)
+    if middle_graphic:
+        cx, cy, r = w // 2 + int(rng.integers(-20, 21)), (top + bottom) // 2, int(rng.uniform(0.12, 0.22) * h)
+        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_random_color(rng, dark=rng.random() < 0.5))
     state = STATE_NAMES[rng.integers(len(STATE_NAMES))]
-    _draw_fitted(d, state, (60, 12, w - 60, 52), _random_color(rng, dark=True), fp)
-    _draw_fitted(d, shown, (22, 66, w - 22, 190), ink, fp, stretch=1.0 + rng.uniform(-0.1, 0.2))
-    if rng.random() < 0.6:
+    state = state.title() if rng.random() < 0.4 else state
+    state_box = (60, int(0.03 * h), w - 60, top - int(0.03 * h))
+    if rng.random() < 0.25:  # state name at the bottom instead
+        state_box = (60, bottom + int(0.05 * h), w - 60, min(h - 8, bottom + int(0.05 * h) + top - int(0.06 * h)))
+    _draw_fitted(d, state, state_box, _random_color(rng, dark=True), fp, stretch=rng.uniform(0.9, 1.3))
+    margin = int(rng.uniform(0.03, 0.12) * w)
+    _draw_fitted(d, shown, (margin, top, w - margin, bottom), ink, fp, stretch=rng.uniform(0.6, 1.15))
+    if state_box[1] < top and rng.random() < 0.6:
         slogan = rng.choice(["DRIVE SAFELY", "LAND OF LINCOLN", "SUNSHINE STATE", "THE GREAT LAKES",
-                             "VACATIONLAND", "GRAND CANYON STATE", "DONT MESS"])
-        _draw_fitted(d, str(slogan), (90, 200, w - 90, 228), _random_color(rng, dark=True), fp)
+                             "VACATIONLAND", "GRAND CANYON STATE", "DONT MESS", "The Natural State",
+                             "Land of Opportunity", "CELEBRATING STATEHOOD"])
+        _draw_fitted(d, str(slogan), (90, bottom + int(0.06 * h), w - 90, min(h - 6, bottom + int(0.17 * h))),
+                     _random_color(rng, dark=True), fp)
+    _us_sticker(rng, d, w, h, fp)
+    if rng.random() < 0.5:  # bolts
+        for bx in (int(0.2 * w), int(0.8 * w)):
+            for by in (int(0.1 * h), int(0.9 * h)):
+                if rng.random() < 0.5:
+                    d.ellipse((bx - 6, by - 6, bx + 6, by + 6), fill=(90, 90, 90))
+    if rng.random() < 0.3:  # a dealer frame over the plate's edges
+        fc = _random_color(rng, dark=True)
+        t = int(rng.uniform(0.04, 0.08) * h)
+        d.rectangle((0, 0, w, t), fill=fc)
+        d.rectangle((0, h - 2 * t, w, h), fill=fc)
+        d.rectangle((0, 0, t, h), fill=fc)
+        d.rectangle((w - t, 0, w, h), fill=fc)
+        if rng.random() < 0.6:
+            _draw_fitted(d, str(rng.choice(["UNIVERSITY HONDA", "AUTO NATION", "CITY FORD", "GO BLUE"])),
+                         (w // 4, h - 2 * t + 2, 3 * w // 4, h - 3), (230, 230, 230), fp)
     label = shown.replace(" ", "").replace("-", "").replace("·", "")
     return Plate(_to_bgr(img), label, "us", False)
 
@@ -312,8 +382,9 @@ def plate_crop(rng: np.random.Generator, plate: Plate, out_w: int = 256, out_h: 
     surroundings (a car-coloured field), then camera degradation."""
     ph, pw = plate.image.shape[:2]
     quad = perspective_quad(rng, pw, ph, amount=rng.uniform(0.0, 0.1))
-    mx = rng.uniform(0.02, 0.18) * pw
-    my = rng.uniform(0.04, 0.3) * ph
+    # Tight to loose: some detectors (and the US crop sets) cut right at the plate's edge.
+    mx = rng.uniform(-0.02, 0.18) * pw
+    my = rng.uniform(-0.03, 0.3) * ph
     quad = quad + np.array([mx, my], np.float32)
     cw, ch = int(pw + 2 * mx), int(ph + 2 * my)
     M = cv2.getPerspectiveTransform(np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32), quad)

@@ -87,3 +87,72 @@ def resume_schedule(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.
         for _ in range(min(step, total_steps - 1)):
             sched.step()
     return sched
+
+
+def warm_start(net: torch.nn.Module, onnx_path: Path, calibration: torch.Tensor) -> None:
+    """Load a shipped model's weights from its ONNX, to continue training from it (checkpoints do
+    not outlive a training machine; the shipped ONNX does).
+
+    The exporter folds each batch norm into the convolution before it, so the ONNX holds one weight
+    and bias per convolution, in execution order. Each convolution takes its folded weight; a batch
+    norm after it is set to undo its own normalisation on the calibration batch (scale = that
+    batch's std, shift = its mean + the folded bias) and to use those statistics when evaluating,
+    so the net computes the shipped function in eval mode and very nearly so in training."""
+    import onnx
+    from onnx import numpy_helper
+    from torch import nn
+
+    model = onnx.load(str(onnx_path))
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    folded = [(weights[n.input[1]], weights[n.input[2]] if len(n.input) > 2 else None)
+              for n in model.graph.node if n.op_type == "Conv"]
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod))
+             for m in net.modules() if isinstance(m, nn.Conv2d | nn.BatchNorm2d | nn.Linear)]
+    net.eval()
+    with torch.no_grad():
+        net(calibration[:1])
+    for h in hooks:
+        h.remove()
+    convs = [m for m in order if isinstance(m, nn.Conv2d)]
+    if len(convs) != len(folded) or any(tuple(c.weight.shape) != w.shape for c, (w, _) in zip(convs, folded)):
+        raise ValueError(f"{onnx_path}: its convolutions are not those of this network "
+                         f"({len(folded)} in the file, {len(convs)} here)")
+    bias_of: dict[int, torch.Tensor] = {}
+    with torch.no_grad():
+        for conv, (w, b) in zip(convs, folded):
+            conv.weight.copy_(torch.from_numpy(w.copy()))
+            bias = torch.from_numpy(b.copy()) if b is not None else torch.zeros(w.shape[0])
+            nxt = order[order.index(conv) + 1] if order.index(conv) + 1 < len(order) else None
+            if isinstance(nxt, nn.BatchNorm2d):
+                bias_of[id(nxt)] = bias
+                if conv.bias is not None:
+                    conv.bias.zero_()
+            elif conv.bias is not None:
+                conv.bias.copy_(bias)
+        # Linear layers (a reader's head) keep their names in the ONNX.
+        for name, mod in net.named_modules():
+            if isinstance(mod, nn.Linear):
+                key = next((k for k in weights if k.endswith(f"{name}.weight")), None)
+                if key is None or weights[key].shape != tuple(mod.weight.shape):
+                    raise ValueError(f"{onnx_path}: no weight for layer {name}")
+                mod.weight.copy_(torch.from_numpy(weights[key].copy()))
+                mod.bias.copy_(torch.from_numpy(weights[key[:-len("weight")] + "bias"].copy()))
+
+    def calibrate(bn: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0]
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+        bn.weight.copy_((var + bn.eps).sqrt())
+        bn.bias.copy_(mean + bias_of[id(bn)])
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+
+    bns = [m for m in order if isinstance(m, nn.BatchNorm2d)]
+    if len(bns) != len(bias_of):
+        raise ValueError(f"{onnx_path}: a batch norm of this network does not follow a convolution")
+    hooks = [bn.register_forward_pre_hook(calibrate) for bn in bns]
+    with torch.no_grad():
+        net.train()
+        net(calibration)  # each norm calibrates on its input as the forward pass reaches it
+    for h in hooks:
+        h.remove()

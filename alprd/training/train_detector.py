@@ -21,6 +21,7 @@ from alprd.training.common import (
     load_image,
     resume_schedule,
     save_checkpoint,
+    warm_start,
 )
 from alprd.training.nets import PlateDetectorExport, PlateDetectorNet
 
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--export", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=0, help="use at most this many train scenes (smoke runs)")
+    ap.add_argument("--init-onnx", type=Path, help="start a new run from this detector's ONNX weights")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -223,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         step, best = ck["step"], ck["best"]
         sched = resume_schedule(opt, sched, ck["sched"], step, args.steps)
         print(f"resumed at step {step}", flush=True)
+    elif args.init_onnx:
+        calib = [sample(np.random.default_rng(i), train, faces, args.size, args.composite)[0] for i in range(16)]
+        warm_start(net, args.init_onnx, torch.from_numpy(np.stack(calib).transpose(0, 3, 1, 2).astype(np.float32)))
+        rec.set("init_onnx", {"path": str(args.init_onnx)})
+        print(f"warm start from {args.init_onnx}", flush=True)
     rng = np.random.default_rng(step + 7)
     net.train()
     t0 = time.time()

@@ -22,6 +22,7 @@ from alprd.training.common import (
     load_image,
     resume_schedule,
     save_checkpoint,
+    warm_start,
 )
 from alprd.training.nets import PlateOcrCtcNet, PlateOcrExport, PlateOcrNet
 
@@ -111,43 +112,6 @@ def scene_crops(data: Path, out: Path, limit: int = 0) -> list[CropSample]:
                 cv2.imwrite(str(path), img[y1:y2, x1:x2])
             crops.append(CropSample(path, b.text.upper(), str(scene.image)))
     return crops
-
-
-def warm_start(net: PlateOcrNet, onnx_path: Path, calibration: torch.Tensor) -> None:
-    """Start from a shipped reader. Its ONNX holds each conv with its batch norm folded in; the conv
-    takes the folded weights and the norm is set to undo its own normalisation on a calibration batch
-    (scale = batch std, shift = batch mean + folded bias), so training starts from the shipped
-    function instead of from scratch."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(onnx_path))
-    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    folded = [(weights[n.input[1]], weights[n.input[2]]) for n in model.graph.node if n.op_type == "Conv"]
-    layers = [m for m in net.features.modules() if not isinstance(m, nn.Sequential)]  # forward order
-    if len(folded) != sum(isinstance(m, nn.Conv2d) for m in layers):
-        raise ValueError(f"{onnx_path}: {len(folded)} convolutions, not the shape of this reader")
-    pending = iter(folded)
-    x = calibration / 127.5 - 1.0
-    with torch.no_grad():
-        for m in layers:
-            if isinstance(m, nn.Conv2d):
-                weight, bias = (torch.from_numpy(a.copy()) for a in next(pending))
-                m.weight.copy_(weight)
-                if m.bias is not None:
-                    m.bias.zero_()
-                x = m(x)
-            elif isinstance(m, nn.BatchNorm2d):
-                mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
-                m.weight.copy_((var + m.eps).sqrt())
-                m.bias.copy_(mean + bias)
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                x = x + bias.view(1, -1, 1, 1)
-            else:
-                x = m(x)
-        net.head[2].weight.copy_(torch.from_numpy(weights["net.head.2.weight"].copy()))
-        net.head[2].bias.copy_(torch.from_numpy(weights["net.head.2.bias"].copy()))
 
 
 def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,

@@ -253,13 +253,12 @@ def test_one_read_event_per_vehicle_pass_on_synthetic_traffic(scene_result):
           + "; ".join(f"{r['plate']}: {r['frame_reads']} reads -> {r['final']}" for r in rows))
     assert any(r["parked"] for r in rows) and any(r["frames"] < 15 for r in rows), "scene lacks parked/fast cars"
     assert res["stray_events"] == [], "a read event that belongs to no vehicle"
-    # Exactly one event for every vehicle the models read at least three times, none for the others'
-    # extras. (Two reads that disagree vote below the end-of-track floor and are held back: detector
-    # 0.2.0 reads the fast Mercosur car as ZIS7M36 (0.68) and ZNS7N36 (0.57), voted 0.35.)
+    # Exactly one event for every vehicle. With reader 0.3.0 all eight are read; the fast car (three
+    # frame reads) is voted J22656 for JI22656 (a dropped I): the one wrong event, left visible here.
     for r in rows:
-        assert r["events"] <= 1, f"{r['plate']}: {r['events']} events for one pass"
-        if r["frame_reads"] >= 3:
-            assert r["events"] == 1, f"{r['plate']}: read on {r['frame_reads']} frames but no event"
+        assert r["events"] == 1, f"{r['plate']}: {r['events']} events for one pass ({r['frame_reads']} frame reads)"
+    right = sum(1 for r in rows if r["final"] == [r["plate"]])
+    assert right >= len(rows) - 1, [(r["plate"], r["final"]) for r in rows]
     assert res["frame_reads"] >= 3 * res["read_events"], "per-frame reads should be many duplicates"
     # Voting is never worse than taking each vehicle's most common frame read.
     majority_right = sum(1 for r in rows if r["frame_reads"] and r["majority"] == r["plate"])

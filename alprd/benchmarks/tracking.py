@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(us, eu, br, mercosur, us2, eu2; default: all in turn)")
     ap.add_argument("--models", default="", help="models folder (default: the shipped models)")
     ap.add_argument("--drop", default="0", help="share of frames skipped at random (a live camera on a busy unit)")
+    ap.add_argument("--repeat-window", type=float, default=TrackingConfig.repeat_window_s,
+                    help="tracking.repeat_window_s (0: every track is a pass of its own)")
     ap.add_argument("--json", action="store_true", help="print the full result as JSON")
     ap.add_argument("--sweep", default="", help="comma-separated seeds: one summary line per seed and "
                     "--drop value (comma-separated too), then totals")
@@ -155,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                                     fps=args.fps, seed=args.seed, parked=args.parked, fast=args.fast,
                                     layouts=tuple(args.layouts.split(",")) if args.layouts else None)
         rec = Recognizer.from_config(dataclasses.replace(ModelsConfig(), dir=args.models))
-        res = run(video, truth, rec, fps=args.fps, drop=float(args.drop), drop_seed=args.seed)
+        res = run(video, truth, rec, tracking=TrackingConfig(repeat_window_s=args.repeat_window), fps=args.fps,
+                  drop=float(args.drop), drop_seed=args.seed)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
@@ -185,7 +188,8 @@ def sweep(args: argparse.Namespace) -> int:
                                         fps=args.fps, seed=seed, parked=args.parked, fast=args.fast,
                                         layouts=tuple(args.layouts.split(",")) if args.layouts else None)
             for drop in (float(x) for x in str(args.drop).split(",")):
-                r = run(video, truth, rec, fps=args.fps, drop=drop, drop_seed=seed)
+                r = run(video, truth, rec, tracking=TrackingConfig(repeat_window_s=args.repeat_window), fps=args.fps,
+                        drop=drop, drop_seed=seed)
                 dups = [v["plate"] for v in r["per_vehicle"] if v["events"] > 1]
                 missed = [v["plate"] for v in r["per_vehicle"] if v["events"] == 0 and v["frame_reads"] >= 2]
                 total.update(vehicles=r["vehicles"], events=r["read_events"], duplicated=len(dups),

@@ -295,9 +295,12 @@ class CameraPipeline:
 
     def _publish(self, t: Track, v: Vote, fmt: FormatResult, obs: Observation, crop: np.ndarray | None,
                  event: str, ended: bool = False) -> list[Outbound]:
+        match = self.hotlist.match(fmt.text) if self.hotlist else None
         if event == "first":
             prior = self._repeat_of(fmt.text, t.first_ms)
-            if prior is not None:
+            # A plate listed since its last event (a hotlist reload) is not a repeat: the hit gets an
+            # event of its own.
+            if prior is not None and not (match and match.entry.plate not in prior.hit_plates):
                 # The plate's pass already has its event: this stretch joins it, silently.
                 t.read_id, t.first_text, t.first_confidence = prior.read_id, prior.text, prior.confidence
                 t.hit_plates |= prior.hit_plates
@@ -317,7 +320,6 @@ class CameraPipeline:
         }
         if fmt.fixes:
             extra["format_fixes"] = [{"position": i, "read": a, "fixed": b} for i, a, b in fmt.fixes]
-        match = self.hotlist.match(fmt.text) if self.hotlist else None
         if match:
             extra["hit"] = _hit_summary(match)
         payload = read_payload(read, read_id=t.read_id, unit=self.unit_id, camera=self.camera,
@@ -332,6 +334,8 @@ class CameraPipeline:
             log.info("camera %s: hotlist hit (priority %d), read %s", self.camera, match.entry.priority, t.read_id)
         out.append(Outbound("read", self.camera, payload, t.read_id, obs.timestamp_ms))
         self._remember(t, t.first_text, t.first_confidence)
+        if fmt.text != t.first_text:  # an update that corrected the plate: a repeat may read either
+            self._remember(t, fmt.text, v.confidence)
         log.debug("camera %s: %s read %s (%.2f) track %d id %s", self.camera, event, fmt.text, v.confidence,
                   t.id, t.read_id)
         return out

@@ -107,11 +107,15 @@ def box(f: int, x: int = 40) -> tuple[int, int, int, int]:
     return (x, 20 + 4 * f, x + 80, 40 + 4 * f)
 
 
-def drive(pipe: CameraPipeline, fs: list[Frame]):
+def drive_some(pipe: CameraPipeline, fs: list[Frame]):
     out = []
     for f in fs:
         out += pipe.process(f)
-    return out + pipe.finish()
+    return out
+
+
+def drive(pipe: CameraPipeline, fs: list[Frame]):
+    return drive_some(pipe, fs) + pipe.finish()
 
 
 def test_first_read_then_one_update_with_the_same_read_id():
@@ -185,6 +189,19 @@ def test_a_pass_broken_in_two_gives_one_event_a_later_pass_its_own(tmp_path):
     listed.write_text("plate,reason,priority\nABC1234,stolen,1\n")
     hits, st = events(TrackingConfig(), Hotlist(str(listed)))
     assert [p for k, p, _, _ in hits if k == "hit"] == ["ABC1234", "ABC1234"] and st["hits"] == 2
+    # Listed while the pass was out of sight (a hotlist reload): the next stretch is not a silent
+    # repeat but an event of its own, with the hit.
+    listed.write_text("plate,reason,priority\n")
+    later = Hotlist(str(listed))
+    pipe = CameraPipeline("cam", ScriptedRecognizer(script), "u", hotlist=later, formats=FormatsConfig(presets=()))
+    fs = frames(260)
+    out = drive_some(pipe, fs[:20])
+    listed.write_text("plate,reason,priority\nABC1234,stolen,1\n")
+    later.reload()
+    out += drive(pipe, fs[20:])
+    assert [(m.kind, m.payload["plate"]) for m in out if m.kind == "hit" or m.payload.get("event") == "first"] == [
+        ("read", "ABC1234"), ("hit", "ABC1Z34"), ("read", "ABC1Z34"), ("read", "XYZ9876"), ("hit", "ABC1234"),
+        ("read", "ABC1234")]
     # With the window off, the broken pass gives two events.
     separate, st = events(TrackingConfig(repeat_window_s=0))
     assert [p for k, p, e, _ in separate if e == "first"] == ["ABC1234", "ABC1Z34", "XYZ9876", "ABC1234"]

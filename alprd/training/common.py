@@ -123,7 +123,8 @@ def warm_start(net: torch.nn.Module, onnx_path: Path, calibration: torch.Tensor)
         for conv, (w, b) in zip(convs, folded):
             conv.weight.copy_(torch.from_numpy(w.copy()))
             bias = torch.from_numpy(b.copy()) if b is not None else torch.zeros(w.shape[0])
-            nxt = order[order.index(conv) + 1] if order.index(conv) + 1 < len(order) else None
+            at = order.index(conv) + 1
+            nxt = order[at] if at < len(order) else None
             if isinstance(nxt, nn.BatchNorm2d):
                 bias_of[id(nxt)] = bias
                 if conv.bias is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from alprd.datasets import CropSample, ocr_splits, read_ocr_csv
 from alprd.recognition.base import ALPHABET, PAD
-from alprd.recognition.preprocess import ocr_input
+from alprd.recognition.preprocess import crop_plate, ocr_input
 from alprd.training.common import (
     RunRecord,
     export_onnx,
@@ -107,11 +108,19 @@ def scene_crops(data: Path, out: Path, limit: int = 0) -> list[CropSample]:
             path = folder / f"{si:05d}_{bi}.png"
             if not path.exists():
                 img = load_image(scene.image) if img is None else img
-                x1, y1 = max(0, int(b.x1 - 0.06 * w)), max(0, int(b.y1 - 0.12 * h))
-                x2, y2 = min(img.shape[1], int(b.x2 + 0.06 * w)), min(img.shape[0], int(b.y2 + 0.12 * h))
-                cv2.imwrite(str(path), img[y1:y2, x1:x2])
+                box = (round(b.x1), round(b.y1), round(b.x2), round(b.y2))
+                cv2.imwrite(str(path), crop_plate(img, box))
             crops.append(CropSample(path, b.text.upper(), str(scene.image)))
     return crops
+
+
+def cached_labels(cache: Path, make: Callable[[], list[CropSample]]) -> list[CropSample]:
+    """Teacher labels cost minutes: made once per run folder, then read back from `image,text` lines."""
+    if cache.exists():
+        return [CropSample(Path(p), t, t) for p, t in (ln.split(",") for ln in cache.read_text().split())]
+    samples = make()
+    cache.write_text("".join(f"{s.image},{s.text}\n" for s in samples))
+    return samples
 
 
 def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
@@ -189,23 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     pseudo: list[CropSample] = []
     no_text = args.data / "openalpr_train_detector" / "crops_no_text.csv"
     if args.teacher and no_text.exists():
-        cache = args.out / "pseudo.csv"
-        if cache.exists():
-            pseudo = [CropSample(Path(p), t, t) for p, t in (ln.split(",") for ln in cache.read_text().split())]
-        else:
-            unlabelled = read_ocr_csv(no_text)[: args.limit or None]
-            pseudo = pseudo_label(args.teacher, unlabelled, args.teacher_min_conf)
-            cache.write_text("".join(f"{s.image},{s.text}\n" for s in pseudo))
+        pseudo = cached_labels(args.out / "pseudo.csv", lambda: pseudo_label(
+            args.teacher, read_ocr_csv(no_text)[: args.limit or None], args.teacher_min_conf))
     if args.scene_crops:
-        cache = args.out / "pseudo_scenes.csv"
-        if cache.exists():
-            scenes = [CropSample(Path(p), t, t) for p, t in (ln.split(",") for ln in cache.read_text().split())]
-        else:
+        def label_scene_crops() -> list[CropSample]:
             cut = scene_crops(args.data, args.out, args.limit)
-            scenes = [c for c in cut if c.text and len(c.text) <= SLOTS]
+            kept = [c for c in cut if c.text and len(c.text) <= SLOTS]
             if args.teacher:
-                scenes += pseudo_label(args.teacher, [c for c in cut if not c.text], args.teacher_min_conf, (4, SLOTS))
-            cache.write_text("".join(f"{s.image},{s.text}\n" for s in scenes))
+                kept += pseudo_label(args.teacher, [c for c in cut if not c.text], args.teacher_min_conf, (4, SLOTS))
+            return kept
+
+        scenes = cached_labels(args.out / "pseudo_scenes.csv", label_scene_crops)
         print(f"scene crops {len(scenes)}", flush=True)
         pseudo += scenes
     rec.set("data", {k: len(v) for k, v in splits.items()} | {"pseudo": len(pseudo), "synthetic": args.synthetic})

@@ -19,6 +19,7 @@ from alprd.synth.video import render_still
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
+TEACHER = REPO.parent / "shared" / "teachers" / "cct_xs_v2_global.onnx"
 
 
 def alprd(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -122,9 +123,14 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2", "--batch", "8",
               "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40",
               "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--scene-crops", "--us-repeat", "2",
+              "--teacher", str(TEACHER), "--distill", "1", "--distill-variants", "2",
               "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "scene crops" in r.stdout and any((tmp_path / "ocr" / "scene_crops").glob("*.png"))
+    bank = np.load(tmp_path / "ocr" / "real_bank.npz")
+    assert bank["images"].shape[1:] == (64, 128) and bank["soft"].shape[1:] == (10, 37)
+    assert len(bank["images"]) == len(bank["labels"]) == len(bank["soft"]) > 80
+    assert json.loads((tmp_path / "ocr" / "run.json").read_text())["real_bank"]["teacher_agrees"] > 0.5
     r = alprd("train", "detector", "--data", str(DATA), "--out", str(tmp_path / "det"), "--steps", "2",
               "--batch", "2", "--faces", "4", "--eval-every", "2", "--eval-limit", "3", "--limit", "10",
               "--init-onnx", str(REPO / "models" / "plate_detector.onnx"),
@@ -150,3 +156,22 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
     frame = np.random.default_rng(0).integers(0, 255, (540, 960, 3), dtype=np.uint8)
     assert isinstance(det.detect(frame), list)
     assert len(ocr.read([frame[:64, :128], frame[100:200, :300]])) == 2
+
+
+def test_distill_loss_is_zero_only_where_the_student_agrees_with_the_teacher():
+    torch = pytest.importorskip("torch")
+    from alprd.training.train_ocr import distill_loss
+
+    logits = torch.randn(4, 10, 37)
+    teacher = torch.softmax(logits, -1).half()
+    assert distill_loss(logits, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-3)
+    assert distill_loss(torch.randn(4, 10, 37), teacher, 2.0).item() > 0.05
+    # A student pulled towards the teacher gets a smaller loss.
+    moved = logits * 0.5 + torch.randn(4, 10, 37) * 0.5
+    assert distill_loss(moved, teacher, 2.0) < distill_loss(torch.randn(4, 10, 37) * 2, teacher, 2.0)
+
+
+def test_distill_needs_a_teacher(tmp_path):
+    r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2",
+              "--distill", "1", "--limit", "4")
+    assert r.returncode != 0 and "--distill" in r.stderr and "Traceback" not in r.stderr

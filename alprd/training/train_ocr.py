@@ -146,6 +146,66 @@ def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
     return kept
 
 
+class Teacher:
+    """The teacher OCR run on the student's own grey input (it reads grey crops as well as colour
+    ones: 124/152 US dev crops either way)."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.inp = self.sess.get_inputs()[0].name
+
+    def probs(self, grey: np.ndarray) -> np.ndarray:
+        """grey [N,64,128] uint8 -> [N,10,37] character probabilities (same alphabet and pad as ours)."""
+        out = [self.sess.run(["plate"], {self.inp: np.repeat(grey[i:i + 256, ..., None], 3, -1)})[0]
+               for i in range(0, len(grey), 256)]
+        return np.concatenate(out).astype(np.float16)
+
+
+def _jitter_many(args: tuple[int, list[np.ndarray]]) -> np.ndarray:
+    seed, imgs = args
+    rng = np.random.default_rng(seed)
+    return ocr_input([jitter_crop(rng, i) for i in imgs], H, W)[:, 0].astype(np.uint8)
+
+
+def real_bank(real: list[tuple[np.ndarray, str]], variants: int, teacher: Teacher, cache: Path,
+              workers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`variants` jittered copies of every real crop with the teacher's soft reading of each copy.
+
+    Distillation needs the teacher's output on the very image the student sees; running the teacher
+    every step would double the step time, so the copies are made and read once per run."""
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        if len(z["images"]) == variants * len(real):
+            return z["images"], z["labels"], z["soft"]
+    imgs = [i for i, _ in real]
+    jobs = [(v * 100_000 + k, imgs[k:k + 256]) for v in range(variants) for k in range(0, len(imgs), 256)]
+    with Pool(workers) as pool:
+        images = np.concatenate(pool.map(_jitter_many, jobs))
+    labels = np.tile(np.stack([encode(t) for _, t in real]), (variants, 1))
+    soft = teacher.probs(images)
+    np.savez(cache, images=images, labels=labels, soft=soft)
+    return images, labels, soft
+
+
+def shift_small(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """A few pixels of shift and a contrast change, so fixed copies do not repeat exactly."""
+    M = np.float32([[1, 0, rng.integers(-4, 5)], [0, 1, rng.integers(-3, 4)]])
+    out = cv2.warpAffine(img, M, (W, H), borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    out = (out - 128) * rng.uniform(0.75, 1.25) + 128 + rng.uniform(-20, 20)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def distill_loss(logits: torch.Tensor, soft: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL from the teacher's softened slot distributions to the student's, per slot."""
+    t = soft.float().clamp_min(1e-6).log() / temperature
+    s = torch.log_softmax(logits / temperature, -1)
+    kl = nn.functional.kl_div(s.reshape(-1, s.shape[-1]), torch.log_softmax(t, -1).reshape(-1, s.shape[-1]),
+                              reduction="batchmean", log_target=True)
+    return kl * temperature**2
+
+
 def evaluate(net: nn.Module, samples: list[tuple[np.ndarray, str]]) -> float:
     if not samples:
         return float("nan")
@@ -177,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also train on plates cut from the detector's training scenes (teacher-labelled)")
     ap.add_argument("--us-repeat", type=int, default=1,
                     help="draw each real US crop this many times as often (they are few and the hardest)")
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="weight of the teacher's soft readings of the real crops (needs --teacher; 0 = off)")
+    ap.add_argument("--distill-variants", type=int, default=6, help="jittered copies of each real crop")
+    ap.add_argument("--distill-temperature", type=float, default=2.0)
     ap.add_argument("--init-onnx", type=Path, help="start a new slots run from this reader's ONNX weights")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
@@ -211,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         scenes = cached_labels(args.out / "pseudo_scenes.csv", label_scene_crops)
         print(f"scene crops {len(scenes)}", flush=True)
         pseudo += scenes
+    if args.distill and (not args.teacher or args.head != "slots"):
+        from alprd.errors import UserError
+
+        raise UserError("--distill: needs --teacher and the slots head (the teacher reads in slots)")
     rec.set("data", {k: len(v) for k, v in splits.items()} | {"pseudo": len(pseudo), "synthetic": args.synthetic})
     print({k: len(v) for k, v in splits.items()}, "pseudo", len(pseudo), flush=True)
 
@@ -223,6 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     syn_img, syn_txt = synthetic_bank(args.synthetic, args.out / "synthetic.npz", args.workers)
     print(f"synthetic bank {len(syn_img)} in {time.time() - t0:.0f}s", flush=True)
     syn_lab = np.stack([encode(t) for t in syn_txt])
+    if args.distill:
+        t0 = time.time()
+        bank_img, bank_lab, bank_soft = real_bank(real, args.distill_variants, Teacher(args.teacher),
+                                                  args.out / "real_bank.npz", args.workers)
+        # Where the teacher misreads a copy (often one the jitter cut a character off), its soft
+        # reading would argue with the label: those copies keep the label alone.
+        bank_agree = np.array([decode(s.argmax(-1)) == decode(y) for s, y in zip(bank_soft, bank_lab)])
+        agree = float(bank_agree.mean())
+        print(f"real bank {len(bank_img)} in {time.time() - t0:.0f}s; teacher agrees with labels on "
+              f"{agree:.1%}", flush=True)
+        rec.set("real_bank", {"images": len(bank_img), "teacher_agrees": agree})
 
     net = make_net(args.head)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -259,10 +338,15 @@ def main(argv: list[str] | None = None) -> int:
         si = rng.integers(len(syn_img), size=n_syn)
         imgs = [syn_img[i] for i in si]
         labs = [syn_lab[i] for i in si]
-        for i in rng.integers(len(real), size=args.batch - n_syn):
-            img, text = real[i]
-            imgs.append(jitter_crop(rng, img))
-            labs.append(encode(text))
+        if args.distill:
+            bi = rng.integers(len(bank_img), size=args.batch - n_syn)
+            imgs += [shift_small(rng, bank_img[i]) for i in bi]
+            labs += list(bank_lab[bi])
+        else:
+            for i in rng.integers(len(real), size=args.batch - n_syn):
+                img, text = real[i]
+                imgs.append(jitter_crop(rng, img))
+                labs.append(encode(text))
         x = torch.from_numpy(ocr_input(imgs, H, W))
         y = torch.from_numpy(np.stack(labs))
         logits = net(x)
@@ -274,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
             loss = ctc_loss(logp, targets, steps, lengths)
         else:
             loss = loss_fn(logits.reshape(-1, len(CHARS)), y.reshape(-1))
+            if args.distill:
+                keep = bi[bank_agree[bi]]
+                if len(keep):
+                    soft = torch.from_numpy(bank_soft[keep])
+                    student = logits[n_syn:][torch.from_numpy(bank_agree[bi])]
+                    loss = loss + args.distill * distill_loss(student, soft, args.distill_temperature)
         opt.zero_grad()
         loss.backward()
         opt.step()

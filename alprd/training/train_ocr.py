@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--us-repeat", type=int, default=1,
                     help="draw each real US crop this many times as often (they are few and the hardest)")
     ap.add_argument("--distill", type=float, default=0.0,
-                    help="weight of the teacher's soft readings of the real crops (needs --teacher; 0 = off)")
+                    help="weight of the teacher's soft readings of the real crops (needs --teacher; 0 = off; "
+                         "experimental: its one run read video worse, see models/MODEL_CARD.md)")
     ap.add_argument("--distill-variants", type=int, default=6, help="jittered copies of each real crop")
     ap.add_argument("--distill-temperature", type=float, default=2.0)
     ap.add_argument("--init-onnx", type=Path, help="start a new slots run from this reader's ONNX weights")

@@ -123,29 +123,6 @@ def cached_labels(cache: Path, make: Callable[[], list[CropSample]]) -> list[Cro
     return samples
 
 
-def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
-                 lengths: tuple[int, int] = (5, 8)) -> list[CropSample]:
-    """Label text-less real crops with the teacher OCR; keep only confident, plausible reads."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(teacher), providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0].name
-    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
-    kept = []
-    for s in samples:
-        img = cv2.imread(str(s.image))
-        if img is None:
-            continue
-        x = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (128, 64))[None]
-        probs = sess.run(["plate"], {inp: x})[0][0]  # [slots, 37]; the region head is unused
-        idx = probs.argmax(1)
-        conf = probs.max(1)
-        text = "".join(alphabet[i] for i in idx if alphabet[i] != "_")
-        if conf.min() >= min_conf and lengths[0] <= len(text) <= lengths[1]:
-            kept.append(CropSample(s.image, text, text))
-    return kept
-
-
 class Teacher:
     """The teacher OCR run on the student's own grey input (it reads grey crops as well as colour
     ones: 124/152 US dev crops either way)."""
@@ -156,11 +133,33 @@ class Teacher:
         self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.inp = self.sess.get_inputs()[0].name
 
+    def read(self, rgb: np.ndarray) -> np.ndarray:
+        """rgb [N,64,128,3] uint8 -> [N,10,37] character probabilities (same alphabet and pad as ours;
+        the teacher's region head is unused)."""
+        return self.sess.run(["plate"], {self.inp: rgb})[0]
+
     def probs(self, grey: np.ndarray) -> np.ndarray:
-        """grey [N,64,128] uint8 -> [N,10,37] character probabilities (same alphabet and pad as ours)."""
-        out = [self.sess.run(["plate"], {self.inp: np.repeat(grey[i:i + 256, ..., None], 3, -1)})[0]
-               for i in range(0, len(grey), 256)]
+        """grey [N,64,128] uint8 -> [N,10,37] probabilities, as float16 to keep large banks small."""
+        out = [self.read(np.repeat(grey[i:i + 256, ..., None], 3, -1)) for i in range(0, len(grey), 256)]
         return np.concatenate(out).astype(np.float16)
+
+
+def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
+                 lengths: tuple[int, int] = (5, 8)) -> list[CropSample]:
+    """Label text-less real crops with the teacher OCR; keep only confident, plausible reads."""
+    reader = Teacher(teacher)
+    kept = []
+    for s in samples:
+        img = cv2.imread(str(s.image))
+        if img is None:
+            continue
+        probs = reader.read(cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (W, H))[None])[0]
+        idx = probs.argmax(1)
+        conf = probs.max(1)
+        text = decode(idx)
+        if conf.min() >= min_conf and lengths[0] <= len(text) <= lengths[1]:
+            kept.append(CropSample(s.image, text, text))
+    return kept
 
 
 def _jitter_many(args: tuple[int, list[np.ndarray]]) -> np.ndarray:
@@ -252,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="slots: the fixed-slot reader (default, shipped); ctc: column reader with two rows "
                          "(experimental: two CPU runs sat on the CTC plateau for 600 steps)")
     args = ap.parse_args(argv)
+    if args.distill and (not args.teacher or args.head != "slots"):
+        from alprd.errors import UserError
+
+        raise UserError("--distill: needs --teacher and the slots head (the teacher reads in slots)")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "ocr", {k: str(v) for k, v in vars(args).items()})
@@ -276,10 +279,6 @@ def main(argv: list[str] | None = None) -> int:
         scenes = cached_labels(args.out / "pseudo_scenes.csv", label_scene_crops)
         print(f"scene crops {len(scenes)}", flush=True)
         pseudo += scenes
-    if args.distill and (not args.teacher or args.head != "slots"):
-        from alprd.errors import UserError
-
-        raise UserError("--distill: needs --teacher and the slots head (the teacher reads in slots)")
     rec.set("data", {k: len(v) for k, v in splits.items()} | {"pseudo": len(pseudo), "synthetic": args.synthetic})
     print({k: len(v) for k, v in splits.items()}, "pseudo", len(pseudo), flush=True)
 

@@ -175,3 +175,37 @@ def test_distill_needs_a_teacher(tmp_path):
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2",
               "--distill", "1", "--limit", "4")
     assert r.returncode != 0 and "--distill" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_attention_reader_starts_from_the_shipped_backbone_and_exports(tmp_path):
+    """The attn head takes the shipped reader's convolutions, trains, and exports a slot-format
+    ONNX that the daemon's reader loads unchanged."""
+    torch = pytest.importorskip("torch")
+    from alprd.recognition.preprocess import ocr_input
+    from alprd.training.train_ocr import H, W, _render_one, init_from_onnx, make_net
+
+    x = torch.from_numpy(ocr_input([_render_one(seed)[0] for seed in range(8)], H, W))
+    slots, attn = make_net("slots"), make_net("attn")
+    init_from_onnx(slots, REPO / "models" / "plate_ocr.onnx", x)
+    init_from_onnx(attn, REPO / "models" / "plate_ocr.onnx", x)
+    slots.eval(), attn.eval()
+    with torch.no_grad():
+        assert torch.allclose(slots.features(x), attn.features(x), atol=1e-5)
+        assert not torch.allclose(make_net("attn").eval().features(x), attn.features(x), atol=1e-2)
+
+    models = tmp_path / "models"
+    r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2", "--batch", "8",
+              "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40", "--head", "attn",
+              "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--export", str(models / "plate_ocr.onnx"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "ocr" / "run.json").read_text())["exported"]
+    # Resuming with another head is refused in one line.
+    r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "3", "--limit", "40",
+              "--synthetic", "16", "--workers", "1", "--head", "slots")
+    assert r.returncode != 0 and "--head attn" in r.stderr and "Traceback" not in r.stderr
+    subprocess.run([sys.executable, "-m", "alprd.training.manifest_tool", str(models), "--version", "0.0.9"],
+                   check=True, capture_output=True)
+    ocr = OnnxPlateOCR(load_entry(models, "plate_ocr", "ocr"))
+    assert not ocr.ctc
+    reads = ocr.read([np.full((40, 120, 3), 200, np.uint8)] * 2)
+    assert len(reads) == 2

@@ -25,7 +25,7 @@ from alprd.training.common import (
     save_checkpoint,
     warm_start,
 )
-from alprd.training.nets import PlateOcrCtcNet, PlateOcrExport, PlateOcrNet
+from alprd.training.nets import PlateOcrAttnNet, PlateOcrCtcNet, PlateOcrExport, PlateOcrNet
 
 H, W, SLOTS = 64, 128, 10
 CHARS = ALPHABET + PAD
@@ -51,7 +51,22 @@ def ctc_decode(idx: np.ndarray) -> str:
 
 
 def make_net(head: str) -> nn.Module:
-    return PlateOcrCtcNet(len(CHARS), H, W) if head == "ctc" else PlateOcrNet(SLOTS, len(CHARS), H, W)
+    if head == "ctc":
+        return PlateOcrCtcNet(len(CHARS), H, W)
+    if head == "attn":
+        return PlateOcrAttnNet(SLOTS, len(CHARS), H, W)
+    return PlateOcrNet(SLOTS, len(CHARS), H, W)
+
+
+def init_from_onnx(net: nn.Module, onnx_path: Path, calibration: torch.Tensor) -> None:
+    """Start from a shipped slot reader: all of it for the slots head; its backbone for the
+    attention head, whose head is new."""
+    if isinstance(net, PlateOcrNet):
+        warm_start(net, onnx_path, calibration)
+        return
+    donor = PlateOcrNet(SLOTS, len(CHARS), H, W)
+    warm_start(donor, onnx_path, calibration)
+    net.features.load_state_dict(donor.features.state_dict())
 
 
 def _render_one(seed: int) -> tuple[np.ndarray, str]:
@@ -241,20 +256,29 @@ def main(argv: list[str] | None = None) -> int:
                          "experimental: its one run read video worse, see models/MODEL_CARD.md)")
     ap.add_argument("--distill-variants", type=int, default=6, help="jittered copies of each real crop")
     ap.add_argument("--distill-temperature", type=float, default=2.0)
-    ap.add_argument("--init-onnx", type=Path, help="start a new slots run from this reader's ONNX weights")
+    ap.add_argument("--init-onnx", type=Path,
+                    help="start a new run from this slot reader's ONNX weights (attn: its backbone only)")
+    ap.add_argument("--backbone-lr-scale", type=float, default=0.3,
+                    help="with --init-onnx and the attn head: the warm backbone learns this much slower "
+                         "than the new head, so the head's first random gradients do not undo it")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
-    ap.add_argument("--head", choices=("ctc", "slots"), default="slots",
-                    help="slots: the fixed-slot reader (default, shipped); ctc: column reader with two rows "
+    ap.add_argument("--head", choices=("ctc", "slots", "attn"), default="slots",
+                    help="slots: the fixed-slot reader (default); attn: slots read out by attention with "
+                         "one shared classifier; ctc: column reader with two rows "
                          "(experimental: two CPU runs sat on the CTC plateau for 600 steps)")
     args = ap.parse_args(argv)
-    if args.distill and (not args.teacher or args.head != "slots"):
+    if args.distill and (not args.teacher or args.head == "ctc"):
         from alprd.errors import UserError
 
-        raise UserError("--distill: needs --teacher and the slots head (the teacher reads in slots)")
+        raise UserError("--distill: needs --teacher and a slot head, slots or attn (the teacher reads in slots)")
+    if args.init_onnx and args.head == "ctc":
+        from alprd.errors import UserError
+
+        raise UserError(f"--init-onnx {args.init_onnx}: only a slots or attn reader can be warm-started")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "ocr", {k: str(v) for k, v in vars(args).items()})
@@ -304,8 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         rec.set("real_bank", {"images": len(bank_img), "teacher_agrees": agree})
 
     net = make_net(args.head)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
+    backbone = [p for n, p in net.named_parameters() if n.startswith("features.")]
+    rest = [p for n, p in net.named_parameters() if not n.startswith("features.")]
+    scale = args.backbone_lr_scale if args.init_onnx and args.head == "attn" else 1.0
+    opt = torch.optim.AdamW([{"params": backbone}, {"params": rest}], lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr * scale, args.lr], total_steps=args.steps,
+                                                pct_start=0.05)
     step, best = 0, -1.0
     ck = load_checkpoint(args.out / "last.pt")
     if ck:
@@ -320,11 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         sched = resume_schedule(opt, sched, ck["sched"], step, args.steps)
         print(f"resumed at step {step}", flush=True)
     elif args.init_onnx:
-        if args.head != "slots":
-            from alprd.errors import UserError
-
-            raise UserError(f"--init-onnx {args.init_onnx}: only a slots reader can be warm-started")
-        warm_start(net, args.init_onnx, torch.from_numpy(ocr_input(list(syn_img[:256]), H, W)))
+        init_from_onnx(net, args.init_onnx, torch.from_numpy(ocr_input(list(syn_img[:256]), H, W)))
         m = {k: evaluate(net, v) for k, v in dev.items()}
         print(f"warm start from {args.init_onnx}: {m}", flush=True)
         rec.set("init_onnx", {"path": str(args.init_onnx), "dev": m})

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from alprd.datasets import CropSample, ocr_splits, read_ocr_csv
+from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, PAD
 from alprd.recognition.preprocess import crop_plate, ocr_input
 from alprd.training.common import (
@@ -272,12 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(experimental: two CPU runs sat on the CTC plateau for 600 steps)")
     args = ap.parse_args(argv)
     if args.distill and (not args.teacher or args.head == "ctc"):
-        from alprd.errors import UserError
-
         raise UserError("--distill: needs --teacher and a slot head, slots or attn (the teacher reads in slots)")
     if args.init_onnx and args.head == "ctc":
-        from alprd.errors import UserError
-
         raise UserError(f"--init-onnx {args.init_onnx}: only a slots or attn reader can be warm-started")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -338,9 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     ck = load_checkpoint(args.out / "last.pt")
     if ck:
         if ck.get("head", "slots") != args.head:
-            from alprd.errors import UserError
-
-            raise UserError(f"{args.out / 'last.pt'}: that run trains the {ck.get('head', 'slots')} head; "
+                raise UserError(f"{args.out / 'last.pt'}: that run trains the {ck.get('head', 'slots')} head; "
                             f"pass --head {ck.get('head', 'slots')} or a new --out")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])

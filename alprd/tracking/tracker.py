@@ -62,7 +62,27 @@ class Track:
         dt = min(ts_ms - self.last_ms, 500)  # beyond half a second a guess is worse than the last box
         return tuple(self.box[i] + self.velocity[i] * dt for i in range(4))  # type: ignore[return-value]
 
+    def fragment(self, box: Box, max_width: float = 0.7, min_inside: float = 0.8) -> bool:
+        """`box` is part of this parked plate, not a plate of its own: a passing car hides the rest,
+        and the detector boxes what is left (often two pieces). Narrower than the plate and almost all
+        inside it; a passing car's own plate at the same distance is as wide as this one."""
+        if not self.stationary():
+            return False
+        bw, tw = box[2] - box[0], self.box[2] - self.box[0]
+        area = bw * (box[3] - box[1])
+        if area <= 0 or bw >= max_width * tw:
+            return False
+        ix = max(0, min(box[2], self.box[2]) - max(box[0], self.box[0]))
+        iy = max(0, min(box[3], self.box[3]) - max(box[1], self.box[1]))
+        return ix * iy >= min_inside * area
+
     def update(self, box: Box, index: int, ts_ms: int) -> None:
+        if self.fragment(box):
+            # Seen, but the box stays the whole plate: shrunk to a piece, the track would lose the
+            # other piece (and the whole plate when the car has passed) to a new track.
+            self.last_index, self.last_ms = index, ts_ms
+            self.frames += 1
+            return
         dt = ts_ms - self.last_ms
         if dt > 0:
             inst = tuple((box[i] - self.box[i]) / dt for i in range(4))
@@ -99,10 +119,11 @@ class Tracker:
         if ov < self.min_iou and (dist > reach or not 0.5 <= ratio <= 2.0):
             return -1.0
         score = ov + 0.5 * max(0.0, 1.0 - dist / reach)
-        if text and t.observations:
+        if text and t.observations and not t.fragment(box):
             # The track's usual text tells apart two plates whose boxes touch; a clearly different
             # text (a fast car passing a slower one) must not take over a track that has read its plate
-            # twice alike. A single odd read (half the plate hidden) is no reason to split.
+            # twice alike. A single odd read (half the plate hidden) is no reason to split, nor is the
+            # read of a piece of a parked plate.
             counts = Counter(o.text for o in t.observations)
             usual, n = counts.most_common(1)[0]
             same = sum(a == b for a, b in zip(usual, text)) / max(len(usual), len(text))
@@ -128,6 +149,9 @@ class Tracker:
             t.update(boxes[di], index, ts_ms)
             out[di] = t
         for di, b in enumerate(boxes):
+            if out[di] is None:
+                # The other piece of a parked plate whose first piece already took the track.
+                out[di] = next((t for t in self.tracks if t.last_ms == ts_ms and t.fragment(b)), None)
             if out[di] is None:
                 t = Track(self._next_id, b, index, ts_ms, index, ts_ms)
                 self._next_id += 1

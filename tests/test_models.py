@@ -64,11 +64,11 @@ def test_read_finds_and_reads_synthetic_plates(tmp_path):
     assert exact / 36 >= READ_EXACT_MIN, f"read {exact}/36 exactly"
 
 
-# Measured with detector 0.2.0 + reader 0.3.0 on the scenic US plates of the synthetic engine (see
-# models/MODEL_CARD.md): 35/36 found, 19/36 read exactly (reader 0.2.0 on the older, plainer US
-# plates: 36/36 and 11/36). Set a little under the measured rates; raise them with better models.
+# Measured with detector 0.2.0 + reader 0.4.0 (see models/MODEL_CARD.md): 35/36 found, 30/36 read
+# exactly (31 and 29 on two other draws; reader 0.3.0: 19/36 here). Set a little under the
+# measured rates, so a reader that loses three plates fails; raise them with better models.
 READ_FOUND_MIN = 0.9
-READ_EXACT_MIN = 0.45
+READ_EXACT_MIN = 0.75
 
 
 def test_read_reports_unreadable_image(tmp_path):
@@ -85,25 +85,39 @@ def record_ocr_started_from_shipped(run_json: Path) -> bool:
     return init["path"].endswith("plate_ocr.onnx") and init["dev"]["br_dev"] > 0.5  # not from scratch
 
 
-def test_warm_start_reproduces_the_shipped_models():
-    """Batch norms folded into the ONNX convolutions are unfolded so each net computes the same thing."""
+def test_warm_start_reproduces_the_shipped_models(tmp_path):
+    """Batch norms folded into the ONNX convolutions are unfolded, and attention weights exported as
+    unnamed MatMuls are found again, so each net computes the same thing as its ONNX."""
     torch = pytest.importorskip("torch")
     from alprd.recognition.preprocess import ocr_input
-    from alprd.training.common import warm_start
+    from alprd.training.common import save_checkpoint, warm_start
     from alprd.training.nets import PlateDetectorExport, PlateDetectorNet
-    from alprd.training.train_ocr import H, W, _render_one, make_net
+    from alprd.training.train_ocr import H, W, _render_one, export_ocr, make_net
 
     x = ocr_input([_render_one(seed)[0] for seed in range(8)], H, W)  # synthetic plates
-    net = make_net("slots")
-    warm_start(net, REPO / "models" / "plate_ocr.onnx", torch.from_numpy(x))
-    net.eval()
-    with torch.no_grad():
-        mine = torch.softmax(net(torch.from_numpy(x)), -1).numpy()
     shipped = ort.InferenceSession(str(REPO / "models" / "plate_ocr.onnx")).run(None, {"image": x})[0]
-    assert np.abs(mine - shipped).max() < 1e-3
-    fresh = make_net("slots").eval()
+
+    def reproduces(head: str, onnx_path: Path, probs: np.ndarray) -> bool:
+        net = make_net(head)
+        warm_start(net, onnx_path, torch.from_numpy(x))
+        net.eval()
+        with torch.no_grad():
+            return np.abs(torch.softmax(net(torch.from_numpy(x)), -1).numpy() - probs).max() < 1e-3
+
+    assert reproduces("attn", REPO / "models" / "plate_ocr.onnx", shipped)
+    fresh = make_net("attn").eval()
     with torch.no_grad():
         assert np.abs(torch.softmax(fresh(torch.from_numpy(x)), -1).numpy() - shipped).max() > 0.1
+    # The slot reader of 0.3.0 (its head a named Gemm), exported from a trained-looking state.
+    slots = make_net("slots")
+    with torch.no_grad():
+        slots.train()(torch.from_numpy(x))  # batch-norm statistics that are not the defaults
+    save_checkpoint(tmp_path / "slots.pt", model=slots.state_dict(), head="slots")
+    export_ocr(tmp_path / "slots.pt", tmp_path / "slots.onnx")
+    probs = ort.InferenceSession(str(tmp_path / "slots.onnx")).run(None, {"image": x})[0]
+    assert reproduces("slots", tmp_path / "slots.onnx", probs)
+    with pytest.raises(ValueError, match="no weight"):
+        warm_start(make_net("slots"), REPO / "models" / "plate_ocr.onnx", torch.from_numpy(x))
 
     scene = render_still(np.random.default_rng(2), 320, 256)[0].transpose(2, 0, 1)[None].astype(np.float32)
     det = PlateDetectorNet()
@@ -177,17 +191,17 @@ def test_distill_needs_a_teacher(tmp_path):
     assert r.returncode != 0 and "--distill" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_attention_reader_starts_from_the_shipped_backbone_and_exports(tmp_path):
-    """The attn head takes the shipped reader's convolutions, trains, and exports a slot-format
-    ONNX that the daemon's reader loads unchanged."""
+def test_a_new_head_starts_from_the_shipped_backbone_and_exports(tmp_path):
+    """A reader with another head than the shipped one takes its convolutions only, trains, and
+    exports a slot-format ONNX that the daemon's reader loads unchanged."""
     torch = pytest.importorskip("torch")
     from alprd.recognition.preprocess import ocr_input
     from alprd.training.train_ocr import H, W, _render_one, init_from_onnx, make_net
 
     x = torch.from_numpy(ocr_input([_render_one(seed)[0] for seed in range(8)], H, W))
     slots, attn = make_net("slots"), make_net("attn")
-    init_from_onnx(slots, REPO / "models" / "plate_ocr.onnx", x)
-    init_from_onnx(attn, REPO / "models" / "plate_ocr.onnx", x)
+    assert init_from_onnx(slots, "slots", REPO / "models" / "plate_ocr.onnx", x)  # a new head
+    assert not init_from_onnx(attn, "attn", REPO / "models" / "plate_ocr.onnx", x)  # all of it
     slots.eval(), attn.eval()
     with torch.no_grad():
         assert torch.allclose(slots.features(x), attn.features(x), atol=1e-5)
@@ -195,14 +209,15 @@ def test_attention_reader_starts_from_the_shipped_backbone_and_exports(tmp_path)
 
     models = tmp_path / "models"
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2", "--batch", "8",
-              "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40", "--head", "attn",
+              "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40", "--head", "slots",
               "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads((tmp_path / "ocr" / "run.json").read_text())["exported"]
+    record = json.loads((tmp_path / "ocr" / "run.json").read_text())
+    assert record["exported"] and record["init_onnx"]["dev"]["br_dev"] < 0.2  # its head did start new
     # Resuming with another head is refused in one line.
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "3", "--limit", "40",
-              "--synthetic", "16", "--workers", "1", "--head", "slots")
-    assert r.returncode != 0 and "--head attn" in r.stderr and "Traceback" not in r.stderr
+              "--synthetic", "16", "--workers", "1", "--head", "attn")
+    assert r.returncode != 0 and "--head slots" in r.stderr and "Traceback" not in r.stderr
     subprocess.run([sys.executable, "-m", "alprd.training.manifest_tool", str(models), "--version", "0.0.9"],
                    check=True, capture_output=True)
     ocr = OnnxPlateOCR(load_entry(models, "plate_ocr", "ocr"))

@@ -89,6 +89,11 @@ def resume_schedule(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.
     return sched
 
 
+def named(weights: dict[str, Any], name: str) -> str | None:
+    """The ONNX initializer of a parameter, under the export wrapper's prefix (`net.head.bias`)."""
+    return next((k for k in weights if k == name or k.endswith("." + name)), None)
+
+
 def warm_start(net: torch.nn.Module, onnx_path: Path, calibration: torch.Tensor) -> None:
     """Load a shipped model's weights from its ONNX, to continue training from it (checkpoints do
     not outlive a training machine; the shipped ONNX does).
@@ -131,14 +136,28 @@ def warm_start(net: torch.nn.Module, onnx_path: Path, calibration: torch.Tensor)
                     conv.bias.zero_()
             elif conv.bias is not None:
                 conv.bias.copy_(bias)
-        # Linear layers (a reader's head) keep their names in the ONNX.
-        for name, mod in net.named_modules():
-            if isinstance(mod, nn.Linear):
-                key = next((k for k in weights if k.endswith(f"{name}.weight")), None)
-                if key is None or weights[key].shape != tuple(mod.weight.shape):
-                    raise ValueError(f"{onnx_path}: no weight for layer {name}")
-                mod.weight.copy_(torch.from_numpy(weights[key].copy()))
-                mod.bias.copy_(torch.from_numpy(weights[key[:-len("weight")] + "bias"].copy()))
+        # A Gemm keeps its layer's name in the ONNX (the slot reader's head); a Linear applied to a
+        # sequence becomes a MatMul whose transposed weight is unnamed, so those are taken in
+        # execution order. Everything else (biases, layer norms, learned tokens) keeps its name.
+        matmuls = [weights[n.input[1]] for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+        done = {id(p) for m in convs for p in m.parameters()}
+        for mod in order:
+            if not isinstance(mod, nn.Linear):
+                continue
+            name = next(n for n, m in net.named_modules() if m is mod)
+            key = named(weights, f"{name}.weight")
+            w = weights[key] if key else matmuls.pop(0).T if matmuls else None
+            if w is None or w.shape != tuple(mod.weight.shape):
+                raise ValueError(f"{onnx_path}: no weight for layer {name}")
+            mod.weight.copy_(torch.from_numpy(w.copy()))
+            done.add(id(mod.weight))
+        for name, p in net.named_parameters():
+            if id(p) in done or any(p is m.weight or p is m.bias for m in order if isinstance(m, nn.BatchNorm2d)):
+                continue
+            key = named(weights, name)
+            if key is None or weights[key].shape != tuple(p.shape):
+                raise ValueError(f"{onnx_path}: no weight for {name}")
+            p.copy_(torch.from_numpy(weights[key].copy()))
 
     def calibrate(bn: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         x = inputs[0]

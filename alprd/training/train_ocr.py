@@ -59,15 +59,25 @@ def make_net(head: str) -> nn.Module:
     return PlateOcrNet(SLOTS, len(CHARS), H, W)
 
 
-def init_from_onnx(net: nn.Module, onnx_path: Path, calibration: torch.Tensor) -> None:
-    """Start from a shipped slot reader: all of it for the slots head; its backbone for the
-    attention head, whose head is new."""
-    if isinstance(net, PlateOcrNet):
+def onnx_head(onnx_path: Path) -> str:
+    """Which head a shipped reader has: the attention reader's learned query tokens keep their name."""
+    import onnx
+
+    names = {i.name for i in onnx.load(str(onnx_path)).graph.initializer}
+    return "attn" if any(n.endswith("queries") for n in names) else "slots"
+
+
+def init_from_onnx(net: nn.Module, head: str, onnx_path: Path, calibration: torch.Tensor) -> bool:
+    """Start from a shipped reader: all of it when it has this head, else its backbone (the two
+    slot heads share one), the head starting new. True when the head is new."""
+    donor_head = onnx_head(onnx_path)
+    if donor_head == head:
         warm_start(net, onnx_path, calibration)
-        return
-    donor = PlateOcrNet(SLOTS, len(CHARS), H, W)
+        return False
+    donor = make_net(donor_head)
     warm_start(donor, onnx_path, calibration)
     net.features.load_state_dict(donor.features.state_dict())
+    return True
 
 
 def _render_one(seed: int) -> tuple[np.ndarray, str]:
@@ -258,18 +268,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distill-variants", type=int, default=6, help="jittered copies of each real crop")
     ap.add_argument("--distill-temperature", type=float, default=2.0)
     ap.add_argument("--init-onnx", type=Path,
-                    help="start a new run from this slot reader's ONNX weights (attn: its backbone only)")
+                    help="start a new run from this reader's ONNX weights (all of them when it has the "
+                         "--head asked for, else its backbone)")
     ap.add_argument("--backbone-lr-scale", type=float, default=0.3,
-                    help="with --init-onnx and the attn head: the warm backbone learns this much slower "
-                         "than the new head, so the head's first random gradients do not undo it")
+                    help="with --init-onnx of a reader with another head: the warm backbone learns this much "
+                         "slower than the new head, so the head's first random gradients do not undo it")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
-    ap.add_argument("--head", choices=("ctc", "slots", "attn"), default="slots",
-                    help="slots: the fixed-slot reader (default); attn: slots read out by attention with "
-                         "one shared classifier; ctc: column reader with two rows "
+    ap.add_argument("--head", choices=("ctc", "slots", "attn"), default="attn",
+                    help="attn: slots read out by attention with one shared classifier (default, the "
+                         "shipped reader since 0.4.0); slots: the fixed-slot reader of 0.3.0; ctc: column reader with two rows "
                          "(experimental: two CPU runs sat on the CTC plateau for 600 steps)")
     args = ap.parse_args(argv)
     if args.distill and (not args.teacher or args.head == "ctc"):
@@ -327,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     net = make_net(args.head)
     backbone = [p for n, p in net.named_parameters() if n.startswith("features.")]
     rest = [p for n, p in net.named_parameters() if not n.startswith("features.")]
-    scale = args.backbone_lr_scale if args.init_onnx and args.head == "attn" else 1.0
+    new_head = bool(args.init_onnx) and onnx_head(args.init_onnx) != args.head
+    scale = args.backbone_lr_scale if new_head else 1.0
     opt = torch.optim.AdamW([{"params": backbone}, {"params": rest}], lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr * scale, args.lr], total_steps=args.steps,
                                                 pct_start=0.05)
@@ -343,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         sched = resume_schedule(opt, sched, ck["sched"], step, args.steps)
         print(f"resumed at step {step}", flush=True)
     elif args.init_onnx:
-        init_from_onnx(net, args.init_onnx, torch.from_numpy(ocr_input(list(syn_img[:256]), H, W)))
+        init_from_onnx(net, args.head, args.init_onnx, torch.from_numpy(ocr_input(list(syn_img[:256]), H, W)))
         m = {k: evaluate(net, v) for k, v in dev.items()}
         print(f"warm start from {args.init_onnx}: {m}", flush=True)
         rec.set("init_onnx", {"path": str(args.init_onnx), "dev": m})

@@ -34,6 +34,10 @@ from alprd.tracking.vote import Observation, Vote, observation_weight, vote
 log = logging.getLogger(__name__)
 
 HIT_SCHEMA = "alprd.hit/1"
+# A piece of a plate that traffic half hides reads as two or three characters (OpenALPR drops every
+# read under four). Real three-character vanity plates exist, so a short plate is kept, but not on
+# the word of a single frame.
+SHORT_PLATE_CHARS = 4
 _END = object()
 
 
@@ -285,6 +289,9 @@ class CameraPipeline:
             return []
         if v.confidence < self.tracking.end_read_min_confidence:
             self.counts["rejected_low_confidence"] += 1
+            return []
+        if len(fmt.text) < SHORT_PLATE_CHARS and v.agreeing < self.tracking.first_read_min_frames:
+            self.counts["rejected_short"] += 1
             return []
         return self._publish(t, v, fmt, best, t.best_crop, "first", ended=True)
 

@@ -64,6 +64,9 @@ def test_bench_writes_reads_as_jsonl_and_csv(bench_run):
     assert all(r["lat"] and r["gps_fix"] == "gps" for r in rows)
     s = json.loads((out / "summary.json").read_text())
     assert s["frames"] == 60 and s["reads"] == len(reads) and s["width"] == 960
+    # What the unit would have dropped is reported next to what it published.
+    events = s["tracking"]["events_first"] + s["tracking"].get("events_update", 0)
+    assert events == len(reads) and s["tracking"]["frame_reads"] >= len(reads)
     for stage in ("decode", "gate", "detect", "ocr", "track_publish"):
         st = s["stages"][stage]
         assert st["runs"] > 0 and 0 <= st["p50_ms"] <= st["p95_ms"], (stage, st)

@@ -183,6 +183,17 @@ def test_unconfident_track_publishes_at_its_end_junk_is_counted():
     assert st["rejected_format"] == 1 and st["rejected_low_confidence"] == 2 and st["events_first"] == 1
 
 
+def test_a_short_read_needs_two_agreeing_frames():
+    # A piece of a plate seen once (2XX, in the demo video, beside the car that hides the rest) is
+    # counted, not published; a real three-character plate read alike twice, weakly, still goes out.
+    script = {3: [("2XX", 0.9, box(3))]}
+    script.update({f: [("AB7", 0.6, box(f - 30, 200))] for f in (30, 31)})
+    pipe = CameraPipeline("cam", ScriptedRecognizer(script), "u", formats=FormatsConfig(presets=("us",)))
+    out = drive(pipe, frames(60))
+    assert [(m.payload["event"], m.payload["plate"]) for m in out] == [("first", "AB7")]
+    assert pipe.stats()["rejected_short"] == 1
+
+
 def test_a_pass_broken_in_two_gives_one_event_a_later_pass_its_own(tmp_path):
     # ABC1234 drives through (frames 0-5), is lost for 2 s (longer than max_missed_s: its track ends),
     # is seen again elsewhere read with a look-alike (Z for 2: frames 26-31) while XYZ9876 passes where

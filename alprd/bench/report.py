@@ -50,7 +50,7 @@ def summary(res: BenchResult) -> dict[str, Any]:
         "realtime_pace": res.realtime, "models": res.models, "reads": len(res.reads),
         "vehicle_passes": len(vehicle_passes(res.reads)),
         "distinct_plates": len({p["plate"] for p in res.reads}), "other_messages": len(res.others),
-        "gate": res.gate, "workers": res.workers, "stages": stages, "cpu_ms_per_frame": cpu, "gps": res.gps,
+        "gate": res.gate, "tracking": res.tracking, "workers": res.workers, "stages": stages, "cpu_ms_per_frame": cpu, "gps": res.gps,
         "plate_width_px": {"min": min(widths), "median": float(np.median(widths)), "max": max(widths)} if widths else None,
     }
 

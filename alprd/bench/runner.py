@@ -60,6 +60,7 @@ class BenchResult:
     stages: dict[str, list[float]] = field(default_factory=dict)  # ms per run of each stage
     records: list[FrameRecord] = field(default_factory=list)
     gate: dict[str, int] = field(default_factory=dict)
+    tracking: dict[str, int] = field(default_factory=dict)  # the pipeline's counters, drops included
     context: dict[str, bytes] = field(default_factory=dict)  # read_id -> JPEG of the frame around the plate
     crops: dict[str, bytes] = field(default_factory=dict)  # read_id -> JPEG of the plate
     scene: bytes = b""  # JPEG of the first frame, for the "where plates are read" view
@@ -280,6 +281,7 @@ def run_bench(video: Path, cfg: Config | None = None, camera: str | None = None,
     if progress is not None:
         progress(res.frames, max(total, res.frames), res.throughput_fps, len(res.reads))
     res.gate = gate.snapshot()
+    res.tracking = pipeline.stats()
     if location is not None:
         res.gps = location.stats()
     for p in res.reads:

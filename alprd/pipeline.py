@@ -28,7 +28,7 @@ from alprd.recognition.base import PlateRead
 from alprd.recognition.preprocess import crop_plate
 from alprd.recognition.recognizer import Recognizer
 from alprd.sources.sources import Frame
-from alprd.tracking.tracker import Track, Tracker
+from alprd.tracking.tracker import Track, Tracker, intersection
 from alprd.tracking.vote import Observation, Vote, observation_weight, vote
 
 log = logging.getLogger(__name__)
@@ -446,9 +446,7 @@ def _distinct(boxes: list[tuple[int, int, int, int]], max_cover: float = 0.6) ->
         area = max(1, (b[2] - b[0]) * (b[3] - b[1]))
         dup = False
         for k in kept:
-            ix = max(0, min(b[2], k[2]) - max(b[0], k[0]))
-            iy = max(0, min(b[3], k[3]) - max(b[1], k[1]))
-            if ix * iy >= max_cover * min(area, max(1, (k[2] - k[0]) * (k[3] - k[1]))):
+            if intersection(b, k) >= max_cover * min(area, max(1, (k[2] - k[0]) * (k[3] - k[1]))):
                 dup = True
                 break
         if not dup:

@@ -12,10 +12,12 @@ from alprd.tracking.vote import Observation
 Box = tuple[int, int, int, int]
 
 
+def intersection(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
+    inter = intersection(a, b)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
 
@@ -72,9 +74,7 @@ class Track:
         area = bw * (box[3] - box[1])
         if area <= 0 or bw >= max_width * tw:
             return False
-        ix = max(0, min(box[2], self.box[2]) - max(box[0], self.box[0]))
-        iy = max(0, min(box[3], self.box[3]) - max(box[1], self.box[1]))
-        return ix * iy >= min_inside * area
+        return intersection(box, self.box) >= min_inside * area
 
     def update(self, box: Box, index: int, ts_ms: int) -> None:
         if self.fragment(box):

@@ -140,11 +140,13 @@ def warm_start(net: torch.nn.Module, onnx_path: Path, calibration: torch.Tensor)
         # sequence becomes a MatMul whose transposed weight is unnamed, so those are taken in
         # execution order. Everything else (biases, layer norms, learned tokens) keeps its name.
         matmuls = [weights[n.input[1]] for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
-        done = {id(p) for m in convs for p in m.parameters()}
+        # Convolutions are set above and batch norms are calibrated below.
+        done = {id(p) for m in order if isinstance(m, nn.Conv2d | nn.BatchNorm2d) for p in m.parameters()}
+        module_names = {id(m): n for n, m in net.named_modules()}
         for mod in order:
             if not isinstance(mod, nn.Linear):
                 continue
-            name = next(n for n, m in net.named_modules() if m is mod)
+            name = module_names[id(mod)]
             key = named(weights, f"{name}.weight")
             w = weights[key] if key else matmuls.pop(0).T if matmuls else None
             if w is None or w.shape != tuple(mod.weight.shape):
@@ -152,7 +154,7 @@ def warm_start(net: torch.nn.Module, onnx_path: Path, calibration: torch.Tensor)
             mod.weight.copy_(torch.from_numpy(w.copy()))
             done.add(id(mod.weight))
         for name, p in net.named_parameters():
-            if id(p) in done or any(p is m.weight or p is m.bias for m in order if isinstance(m, nn.BatchNorm2d)):
+            if id(p) in done:
                 continue
             key = named(weights, name)
             if key is None or weights[key].shape != tuple(p.shape):

@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     ck = load_checkpoint(args.out / "last.pt")
     if ck:
         if ck.get("head", "slots") != args.head:
-                raise UserError(f"{args.out / 'last.pt'}: that run trains the {ck.get('head', 'slots')} head; "
+            raise UserError(f"{args.out / 'last.pt'}: that run trains the {ck.get('head', 'slots')} head; "
                             f"pass --head {ck.get('head', 'slots')} or a new --out")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from alprd.training.common import (
     warm_start,
 )
 from alprd.training.nets import PlateDetectorExport, PlateDetectorNet
+from alprd.training.scene_mining import mine
 
 STRIDE = PlateDetectorNet.stride
 MAX_SIDE = 960
@@ -68,8 +70,17 @@ def paste_plate(rng: np.random.Generator, canvas: np.ndarray, face: np.ndarray) 
     return np.array([max(0, x1), max(0, y1), min(W, x2), min(H, y2)], np.float32)
 
 
-def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: float):
-    img, boxes = scenes[rng.integers(len(scenes))]
+def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: float,
+           negatives: Sequence[tuple[int, Sequence[float]]] = (), hard_p: float = 0.0):
+    """A training crop and its plate boxes. With `negatives` ((scene index, box) pairs, see
+    scene_mining), a share `hard_p` of crops is centred on a place where the previous detector
+    fired on no plate."""
+    hard = None
+    if negatives and rng.random() < hard_p:
+        i, hard = negatives[rng.integers(len(negatives))]
+        img, boxes = scenes[i]
+    else:
+        img, boxes = scenes[rng.integers(len(scenes))]
     # Zoom out to 0.15: the real scenes hold few far plates, and 0.1.0 (trained down to 0.45) found
     # almost none of the dev plates shrunk to 50 px at 1080p scale (`alprd eval --shrink-to 50`).
     s = float(np.exp(rng.uniform(np.log(0.15), np.log(1.6))))
@@ -78,8 +89,8 @@ def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: floa
     bx = boxes * s
     h, w = im.shape[:2]
     # Crop centred on a plate most of the time so that each batch has positives.
-    if len(bx) and rng.random() < 0.8:
-        b = bx[rng.integers(len(bx))]
+    if hard is not None or (len(bx) and rng.random() < 0.8):
+        b = np.array(hard[:4], np.float32) * s if hard is not None else bx[rng.integers(len(bx))]
         cx, cy = (b[0] + b[2]) / 2 + rng.uniform(-size / 3, size / 3), (b[1] + b[3]) / 2 + rng.uniform(-size / 3, size / 3)
     else:
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
@@ -196,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--export", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=0, help="use at most this many train scenes (smoke runs)")
     ap.add_argument("--init-onnx", type=Path, help="start a new run from this detector's ONNX weights")
+    ap.add_argument("--teacher-detector", type=Path,
+                    help="teacher detector ONNX (training only): its confident boxes the labels lack become plates")
+    ap.add_argument("--teacher-keep", type=float, default=0.5, help="teacher score that makes an unlabelled box a plate")
+    ap.add_argument("--hard-negatives", type=Path,
+                    help="detector ONNX whose detections on no plate become hard negatives (e.g. the shipped one)")
+    ap.add_argument("--hard-p", type=float, default=0.2, help="share of crops centred on a hard negative")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -206,6 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     rec.set("data", {k: len(v) for k, v in splits.items()})
     t0 = time.time()
     train = [load_scene(s) for s in splits["train"]]
+    negatives: list[tuple[int, tuple[float, ...]]] = []
+    if args.teacher_detector or args.hard_negatives:
+        t1 = time.time()
+        mined = mine(train, [str(x.image) for x in splits["train"]], args.teacher_detector, args.hard_negatives,
+                     args.out / "mined.json", args.teacher_keep)
+        train = [(img, np.concatenate([boxes, np.array([b[:4] for b in m.extra], np.float32).reshape(-1, 4)]))
+                 for (img, boxes), m in zip(train, mined)]
+        negatives = [(i, b) for i, m in enumerate(mined) for b in m.negatives]
+        rec.set("mined", {"teacher_boxes_added": sum(len(m.extra) for m in mined),
+                          "scenes_with_added_boxes": sum(bool(m.extra) for m in mined),
+                          "hard_negatives": len(negatives), "scenes_with_negatives": len({i for i, _ in negatives})})
+        print(f"mined in {time.time() - t1:.0f}s: {rec.data['mined']}", flush=True)
     dev_rng = np.random.default_rng(0)
     dev_idx = dev_rng.permutation(len(splits["dev"]))[: args.eval_limit]
     dev = [load_scene(splits["dev"][i]) for i in sorted(dev_idx)]
@@ -236,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     while step < args.steps:
         imgs, hs, whs, offs, masks = [], [], [], [], []
         for _ in range(args.batch):
-            im, bx = sample(rng, train, faces, args.size, args.composite)
+            im, bx = sample(rng, train, faces, args.size, args.composite, negatives, args.hard_p)
             h, wh, off, m = targets(bx, args.size)
             imgs.append(im.transpose(2, 0, 1))
             hs.append(h)
@@ -272,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
             if score > best:
                 best = score
                 save_checkpoint(args.out / "best.pt", model=net.state_dict(), step=step, metrics=metrics)
+            # Every evaluated checkpoint is kept (1.6 MB each): a full dev evaluation may prefer
+            # another trade of recall against false positives than the score above.
+            save_checkpoint(args.out / f"step{step}.pt", model=net.state_dict(), step=step, metrics=metrics)
             save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(),
                             sched=sched.state_dict(), step=step, best=best)
     if args.export:

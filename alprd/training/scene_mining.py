@@ -1,0 +1,117 @@
+"""What the detector's training scenes leave out: plates nobody boxed, and lettering that is no plate.
+
+The scene datasets box only some plates: far or blurred plates and second cars go unlabelled, and a
+detector trained on them learns to call real plates background. A teacher detector (training only,
+never shipped) finds those plates; they become extra boxes. Where the student fires and neither the
+labels nor the teacher see a plate (dealer badges, model names, shop signs) is a hard negative the
+trainer centres crops on, so the focal loss sees those places far more often than random crops do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from alprd.recognition.preprocess import iou
+
+Box = tuple[float, float, float, float, float]  # x1, y1, x2, y2, score
+
+
+class TeacherDetector:
+    """The third-party YOLO plate detector in ../shared/teachers (416x416 RGB/255 letterboxed, NMS inside)."""
+
+    size = 416
+    floor = 0.05  # the graph returns hundreds of near-zero boxes per image
+
+    def __init__(self, path: Path, threads: int = 1):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+
+    def _run(self, img: np.ndarray) -> list[Box]:
+        h, w = img.shape[:2]
+        s = self.size / max(h, w)
+        nw, nh = round(w * s), round(h * s)
+        canvas = np.full((self.size, self.size, 3), 114, np.uint8)
+        px, py = (self.size - nw) // 2, (self.size - nh) // 2
+        canvas[py:py + nh, px:px + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+        blob = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        out = self.session.run(None, {self._input: blob})[0]
+        return [(float(r[1] - px) / s, float(r[2] - py) / s, float(r[3] - px) / s, float(r[4] - py) / s, float(r[6]))
+                for r in out]
+
+    def detect(self, img: np.ndarray) -> list[Box]:
+        """The whole image, plus its left and right halves for wide frames: at 416 px a far plate
+        in a 960 px dashcam frame is under 20 px, where the teacher misses most."""
+        boxes = self._run(img)
+        h, w = img.shape[:2]
+        if w > 1.4 * h:
+            half = int(w * 0.56)
+            # A box touching a half's inner edge is a plate cut in two: the other passes see it whole.
+            boxes += [b for b in self._run(img[:, :half]) if b[2] < half - 2]
+            boxes += [(b[0] + w - half, b[1], b[2] + w - half, b[3], b[4])
+                      for b in self._run(img[:, w - half:]) if b[0] > 2]
+        return nms([b for b in boxes if b[4] >= self.floor], 0.5)
+
+
+def nms(boxes: Sequence[Box], threshold: float) -> list[Box]:
+    kept: list[Box] = []
+    for b in sorted(boxes, key=lambda b: -b[4]):
+        if all(iou(b[:4], k[:4]) <= threshold for k in kept):
+            kept.append(b)
+    return kept
+
+
+@dataclass
+class MinedScene:
+    extra: list[Box]  # plates the labels lack, teacher score >= keep
+    negatives: list[Box]  # student detections no label or teacher box explains
+
+
+def mine_scene(labels: np.ndarray, teacher: list[Box], student: list[Box], keep: float) -> MinedScene:
+    def labelled(b: Sequence[float]) -> bool:
+        return any(iou(b[:4], lb) > 0.3 for lb in labels)
+
+    extra = [t for t in teacher if t[4] >= keep and not labelled(t)]
+    # Even a weak teacher box vetoes a negative: training a plate as background costs more than
+    # missing one hard negative.
+    negatives = [s for s in student if not labelled(s) and not any(iou(s[:4], t[:4]) > 0.1 for t in teacher)]
+    return MinedScene(extra, negatives)
+
+
+def mine(scenes: list[tuple[np.ndarray, np.ndarray]], keys: list[str], teacher_path: Path | None,
+         student_path: Path | None, cache: Path, keep: float = 0.5) -> list[MinedScene]:
+    """Mine every scene once; the result is cached in `cache` (keyed by image) so a resumed run
+    trains on the same boxes."""
+    stored = json.loads(cache.read_text()) if cache.exists() else {}
+    todo = [i for i, k in enumerate(keys) if k not in stored]
+    if todo:
+        teacher = TeacherDetector(teacher_path) if teacher_path else None
+        student = _student(student_path) if student_path else None
+        for i in todo:
+            img = scenes[i][0]
+            t = teacher.detect(img) if teacher else []
+            s = [(*map(float, d.box), d.confidence) for d in student.detect(img)] if student else []
+            stored[keys[i]] = {"teacher": t, "student": s}
+        cache.write_text(json.dumps(stored))
+    out = []
+    for (_, labels), k in zip(scenes, keys):
+        rec = stored[k]
+        out.append(mine_scene(labels, [tuple(b) for b in rec["teacher"]], [tuple(b) for b in rec["student"]], keep))
+    return out
+
+
+def _student(path: Path):
+    from alprd.recognition.manifest import ModelEntry
+    from alprd.recognition.onnx_models import OnnxPlateDetector
+
+    entry = ModelEntry(name="plate_detector", version="mining", task="detector", path=path, sha256="",
+                       input={"stride": 4})
+    return OnnxPlateDetector(entry, threshold=0.3)

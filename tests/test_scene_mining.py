@@ -1,0 +1,72 @@
+"""Detector training data: plates the scene labels lack (teacher boxes) and hard negatives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")  # the trainer is in the train extra
+
+from alprd.recognition.preprocess import iou  # noqa: E402
+from alprd.synth.video import render_still  # noqa: E402
+from alprd.training.scene_mining import TeacherDetector, mine_scene, nms  # noqa: E402
+from alprd.training.train_detector import sample  # noqa: E402
+
+TEACHER = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "yolo-v9-t-416-license-plates-end2end1.onnx"
+
+
+def test_unlabelled_teacher_plates_are_added_and_explained_detections_are_not_negatives():
+    labels = np.array([[100, 100, 160, 120]], np.float32)
+    teacher = [
+        (101, 99, 161, 121, 0.9),  # the labelled plate
+        (300, 200, 350, 215, 0.8),  # a plate nobody boxed
+        (500, 50, 540, 62, 0.2),  # a weak teacher box
+    ]
+    student = [
+        (100, 100, 158, 121, 0.9),  # right
+        (302, 201, 349, 214, 0.6),  # the unboxed plate: not a negative
+        (501, 51, 538, 61, 0.5),  # where the teacher has a weak box: not a negative either
+        (700, 300, 760, 320, 0.7),  # lettering nobody calls a plate
+    ]
+    m = mine_scene(labels, teacher, student, keep=0.5)
+    assert m.extra == [teacher[1]]
+    assert m.negatives == [student[3]]
+    # a stricter keep adds nothing, and still never turns the teacher's plate into a negative
+    m = mine_scene(labels, teacher, student, keep=0.85)
+    assert m.extra == [] and m.negatives == [student[3]]
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = [(0, 0, 10, 10, 0.5), (1, 0, 11, 10, 0.9), (50, 50, 60, 60, 0.3)]
+    assert nms(boxes, 0.5) == [boxes[1], boxes[2]]
+
+
+def test_hard_negative_crops_are_centred_on_the_negative():
+    scene = np.full((600, 900, 3), 100, np.uint8)
+    scene[400:420, 700:760] = (0, 0, 255)  # the "badge"
+    plate = np.array([[50, 50, 110, 70]], np.float32)
+    negatives = [(0, (700.0, 400.0, 760.0, 420.0, 0.8))]
+    def badge_seen(negs) -> int:
+        seen = 0
+        for seed in range(20):
+            img, boxes = sample(np.random.default_rng(seed), [(scene, plate)], [], 320, 0.0, negs, hard_p=1.0)
+            assert all(len(b) == 4 for b in boxes)
+            seen += int(((img[:, :, 2].astype(int) - img[:, :, 1].astype(int)) > 60).sum() > 5)
+        return seen
+
+    assert badge_seen(negatives) == 20
+    # without negatives the crops centre on the plate most of the time, far from the badge
+    assert badge_seen(()) < 10
+
+
+@pytest.mark.skipif(not TEACHER.exists(), reason="../shared/teachers is not beside the checkout")
+def test_teacher_boxes_land_on_the_plate_in_frame_coordinates():
+    """The letterbox and the half-frame passes map back to the frame: a rendered plate is found
+    where the renderer put it, in a wide frame and a tall one."""
+    rng = np.random.default_rng(5)
+    for w, h in ((1280, 540), (640, 800)):
+        frame, _, box = render_still(rng, w, h, "eu")
+        found = TeacherDetector(TEACHER).detect(frame)
+        assert any(iou(b[:4], box) > 0.5 and b[4] > 0.5 for b in found), (w, h, box, found[:3])

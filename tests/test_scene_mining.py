@@ -70,3 +70,18 @@ def test_teacher_boxes_land_on_the_plate_in_frame_coordinates():
         frame, _, box = render_still(rng, w, h, "eu")
         found = TeacherDetector(TEACHER).detect(frame)
         assert any(iou(b[:4], box) > 0.5 and b[4] > 0.5 for b in found), (w, h, box, found[:3])
+
+
+def test_detector_report_sets_unlabelled_plates_aside_but_counts_recall_on_labels():
+    from alprd.recognition.manifest import load_entry
+    from alprd.recognition.onnx_models import OnnxPlateDetector
+    from alprd.training.detector_report import score
+
+    det = OnnxPlateDetector(load_entry(Path(__file__).resolve().parents[1] / "models", "plate_detector", "detector"))
+    frame, _, box = render_still(np.random.default_rng(3), 1280, 720, "us")
+    labelled = score(det, [frame], [[box]], [[]])
+    assert labelled[0.4]["recall"] == 1.0 and labelled[0.4]["fp_per_image"] == 0.0
+    # the same plate unlabelled: a false positive against the labels, none once set aside
+    unlabelled = score(det, [frame], [[]], [[(*box, 0.9)]])
+    assert unlabelled[0.4]["fp_per_image"] == 1.0
+    assert unlabelled[0.4]["fp_per_image_unlabelled_set_aside"] == 0.0

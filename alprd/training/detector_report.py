@@ -1,0 +1,106 @@
+"""Dev-set figures for a detector: recall and false positives per image at several thresholds,
+counted against the labels as they are and with the plates the labels lack set aside.
+
+The dev scenes box only some of their plates (far and blurred Romanian plates, second cars in the
+openlpr photos), so a detector that finds those is charged with false positives. Here a detection
+that matches a confident teacher box nobody labelled counts as neither hit nor false positive, the
+usual "ignore region" of detection benchmarks. Recall is always counted on the labels alone.
+
+    python -m alprd.training.detector_report models runs/x/candidate --teacher ../shared/teachers/yolo-...onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from alprd.datasets import detection_splits
+from alprd.evaluate import shrink_scene
+from alprd.recognition.manifest import load_entry
+from alprd.recognition.onnx_models import OnnxPlateDetector
+from alprd.recognition.preprocess import iou
+from alprd.training.scene_mining import TeacherDetector
+
+IOU_MIN = 0.3
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
+
+
+def unlabelled_plates(images: list[np.ndarray], labels: list[list[tuple]], teacher: Path, cache: Path,
+                      keys: list[str], keep: float = 0.5) -> list[list[tuple]]:
+    stored = json.loads(cache.read_text()) if cache.exists() else {}
+    if any(k not in stored for k in keys):
+        t = TeacherDetector(teacher)
+        for img, k in zip(images, keys):
+            stored.setdefault(k, t.detect(img))
+        cache.write_text(json.dumps(stored))
+    return [[b for b in stored[k] if b[4] >= keep and not any(iou(b[:4], lb) > IOU_MIN for lb in lbs)]
+            for k, lbs in zip(keys, labels)]
+
+
+def score(det: OnnxPlateDetector, images, labels, ignore) -> dict[float, dict[str, float]]:
+    det.threshold = min(THRESHOLDS)
+    found = {t: 0 for t in THRESHOLDS}
+    fp = {t: 0 for t in THRESHOLDS}
+    fp_audited = {t: 0 for t in THRESHOLDS}
+    boxes = 0
+    for img, lbs, ign in zip(images, labels, ignore):
+        dets = det.detect(img)
+        boxes += len(lbs)
+        for t in THRESHOLDS:
+            d = [x.box for x in dets if x.confidence >= t]
+            found[t] += sum(any(iou(lb, x) > IOU_MIN for x in d) for lb in lbs)
+            stray = [x for x in d if not any(iou(lb, x) > IOU_MIN for lb in lbs)]
+            fp[t] += len(stray)
+            fp_audited[t] += sum(not any(iou(g[:4], x) > IOU_MIN for g in ign) for x in stray)
+    n = max(1, len(images))
+    return {t: {"recall": found[t] / max(1, boxes), "fp_per_image": fp[t] / n,
+                "fp_per_image_unlabelled_set_aside": fp_audited[t] / n} for t in THRESHOLDS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m alprd.training.detector_report")
+    ap.add_argument("models", nargs="+", type=Path, help="models folders (manifest.json + plate_detector.onnx)")
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--teacher", type=Path, required=True, help="teacher detector ONNX (finds the unlabelled plates)")
+    ap.add_argument("--cache", type=Path, default=Path("runs/dev_teacher_boxes.json"))
+    ap.add_argument("--far", type=float, nargs="*", default=[60, 50, 40], help="also shrink plates to these px")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    args = ap.parse_args(argv)
+    dev = detection_splits(args.data)["dev"]
+    images = [cv2.imread(str(s.image), cv2.IMREAD_COLOR) for s in dev]
+    labels = [[(b.x1, b.y1, b.x2, b.y2) for b in s.boxes] for s in dev]
+    args.cache.parent.mkdir(parents=True, exist_ok=True)
+    ignore = unlabelled_plates(images, labels, args.teacher, args.cache, [str(s.image) for s in dev])
+    far_sets = {}
+    for px in args.far:
+        shrunk = [shrink_scene(img, s.boxes, px) for img, s in zip(images, dev) if s.boxes]
+        far_sets[px] = ([im for im, _ in shrunk], [[(b.x1, b.y1, b.x2, b.y2) for b in bs] for _, bs in shrunk])
+    report = {"scenes": len(dev), "boxes": sum(map(len, labels)), "unlabelled_set_aside": sum(map(len, ignore)),
+              "models": {}}
+    print(f"{len(dev)} dev scenes, {report['boxes']} plates; {report['unlabelled_set_aside']} unlabelled "
+          f"plates (teacher >= 0.5) set aside")
+    for mdir in args.models:
+        det = OnnxPlateDetector(load_entry(mdir, "plate_detector", "detector"))
+        res = {"as_labelled": score(det, images, labels, ignore)}
+        for px, (ims, lbs) in far_sets.items():
+            res[f"far{px:g}"] = score(det, ims, lbs, [[] for _ in ims])
+        report["models"][str(mdir)] = {"version": det.version, **{k: {str(t): v for t, v in r.items()}
+                                                                  for k, r in res.items()}}
+        print(f"\n{mdir} (detector {det.version})")
+        print("thr   recall  FP/img  FP/img(unlabelled aside)  " + "  ".join(f"far{px:g}" for px in far_sets))
+        for t in THRESHOLDS:
+            a = res["as_labelled"][t]
+            far = "  ".join(f"{res[f'far{px:g}'][t]['recall']:5.1%}" for px in far_sets)
+            print(f"{t:.2f}  {a['recall']:6.1%}  {a['fp_per_image']:6.2f}  {a['fp_per_image_unlabelled_set_aside']:6.2f}"
+                  f"                    {far}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

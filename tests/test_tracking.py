@@ -97,6 +97,29 @@ def test_tracker_keeps_a_half_hidden_parked_plate_whole():
     assert len({t.id for t in tr.assign([(180, 300, 280, 330), (190, 305, 230, 325)], ["FAST01", "AB"], 3, 198)}) == 2
 
 
+def test_tracker_keeps_a_moving_plate_coming_out_from_behind_a_car():
+    # The boxes and reads of the synthetic traffic test's L4U87Z (detector 0.3.0): the car in front
+    # hides the plate's left part for a second, the detector boxes the rest (read 4U87Z, U87ZZ ...),
+    # then the whole plate comes out, wider and read in full. Positionally L4U87Z and 4U87Z share no
+    # character; in order they share five, and it is one plate: one track, so one read event.
+    seen = [((489, 218, 572, 269), "4U87Z"), ((492, 228, 572, 278), "4U87Z"), ((500, 253, 573, 303), "U87ZZ"),
+            ((502, 260, 573, 313), "U87ZZ"), ((510, 295, 578, 347), "877Z"), ((509, 301, 579, 355), "877Z"),
+            ((520, 322, 589, 377), "877Z"), ((525, 344, 595, 404), "4U87Z")]
+
+    def track_then(text: str) -> bool:
+        """Whether the whole plate, read as `text`, continues the piece's track."""
+        tr = Tracker()
+        for f, (b, seen_text) in enumerate(seen):
+            (t,) = tr.assign([b], [seen_text], f, f * 66)
+            t.observations.append(Observation(seen_text, (0.9,) * len(seen_text), 0.9, 1.0, f, f * 66, b, 0.9))
+        (whole,) = tr.assign([(464, 347, 587, 415)], [text], len(seen), len(seen) * 66)
+        return whole.id == t.id
+
+    assert track_then("L4U87Z")
+    # The same jump read as another plate is another plate.
+    assert not track_then("XYZ9876")
+
+
 # --- the pipeline on exact inputs ---------------------------------------------------------------
 
 

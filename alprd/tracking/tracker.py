@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 from alprd.tracking.vote import Observation
 
@@ -123,10 +124,11 @@ class Tracker:
             # The track's usual text tells apart two plates whose boxes touch; a clearly different
             # text (a fast car passing a slower one) must not take over a track that has read its plate
             # twice alike. A single odd read (half the plate hidden) is no reason to split, nor is the
-            # read of a piece of a parked plate.
+            # read of a piece of a parked plate. Characters are matched in order, not by position: a
+            # plate coming out from behind a car reads 4U87Z, then L4U87Z, and that is one plate.
             counts = Counter(o.text for o in t.observations)
             usual, n = counts.most_common(1)[0]
-            same = sum(a == b for a, b in zip(usual, text)) / max(len(usual), len(text))
+            same = SequenceMatcher(None, usual, text, autojunk=False).ratio()
             score += 0.3 * same if same >= 0.5 or n < 2 else -0.6
         return score
 

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("torch")  # the trainer is in the train extra
 
-from alprd.recognition.preprocess import iou  # noqa: E402
+from alprd.recognition.preprocess import iou, nms  # noqa: E402
 from alprd.synth.video import render_still  # noqa: E402
-from alprd.training.scene_mining import TeacherDetector, mine_scene, nms  # noqa: E402
+from alprd.training.scene_mining import TeacherDetector, mine_scene  # noqa: E402
 from alprd.training.train_detector import sample  # noqa: E402
 
 TEACHER = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "yolo-v9-t-416-license-plates-end2end1.onnx"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -61,20 +63,23 @@ def decode_centers(heat: np.ndarray, size: np.ndarray, offset: np.ndarray, strid
         cy = (y + offset[1, y, x]) * stride
         bw, bh = np.exp(size[0, y, x]), np.exp(size[1, y, x])
         out.append((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, float(scores[i])))
-    return _nms(out, 0.5)
+    return nms(out, 0.5)
 
 
-def _nms(boxes: list[tuple[float, float, float, float, float]], iou_max: float):
+def nms(boxes: Sequence[tuple[float, float, float, float, float]], iou_max: float):
+    """The best-scoring boxes, dropping any that overlaps a kept one by `iou_max` or more."""
     keep: list[tuple[float, float, float, float, float]] = []
-    for b in boxes:  # already sorted by score
+    for b in sorted(boxes, key=lambda b: -b[4]):
         if all(iou(b[:4], k[:4]) < iou_max for k in keep):
             keep.append(b)
     return keep
 
 
+def intersection(a, b) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
+    inter = intersection(a, b)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0

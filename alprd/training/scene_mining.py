@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 
-from alprd.recognition.preprocess import iou
+from alprd.recognition.preprocess import iou, letterbox, nms
 
 Box = tuple[float, float, float, float, float]  # x1, y1, x2, y2, score
 
@@ -36,14 +35,8 @@ class TeacherDetector:
         self._input = self.session.get_inputs()[0].name
 
     def _run(self, img: np.ndarray) -> list[Box]:
-        h, w = img.shape[:2]
-        s = self.size / max(h, w)
-        nw, nh = round(w * s), round(h * s)
-        canvas = np.full((self.size, self.size, 3), 114, np.uint8)
-        px, py = (self.size - nw) // 2, (self.size - nh) // 2
-        canvas[py:py + nh, px:px + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
-        blob = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        out = self.session.run(None, {self._input: blob})[0]
+        blob, s, px, py = letterbox(img, self.size, self.size)
+        out = self.session.run(None, {self._input: np.ascontiguousarray(blob[:, ::-1]) / 255.0})[0]  # BGR -> RGB
         return [(float(r[1] - px) / s, float(r[2] - py) / s, float(r[3] - px) / s, float(r[4] - py) / s, float(r[6]))
                 for r in out]
 
@@ -59,14 +52,6 @@ class TeacherDetector:
             boxes += [(b[0] + w - half, b[1], b[2] + w - half, b[3], b[4])
                       for b in self._run(img[:, w - half:]) if b[0] > 2]
         return nms([b for b in boxes if b[4] >= self.floor], 0.5)
-
-
-def nms(boxes: Sequence[Box], threshold: float) -> list[Box]:
-    kept: list[Box] = []
-    for b in sorted(boxes, key=lambda b: -b[4]):
-        if all(iou(b[:4], k[:4]) <= threshold for k in kept):
-            kept.append(b)
-    return kept
 
 
 @dataclass

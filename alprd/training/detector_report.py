@@ -23,7 +23,7 @@ from alprd.evaluate import shrink_scene
 from alprd.recognition.manifest import load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector
 from alprd.recognition.preprocess import iou
-from alprd.training.scene_mining import TeacherDetector
+from alprd.training.scene_mining import TeacherDetector, mine_scene
 
 IOU_MIN = 0.3
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
@@ -37,8 +37,8 @@ def unlabelled_plates(images: list[np.ndarray], labels: list[list[tuple]], teach
         for img, k in zip(images, keys):
             stored.setdefault(k, t.detect(img))
         cache.write_text(json.dumps(stored))
-    return [[b for b in stored[k] if b[4] >= keep and not any(iou(b[:4], lb) > IOU_MIN for lb in lbs)]
-            for k, lbs in zip(keys, labels)]
+    # The same rule that adds such plates to the training scenes.
+    return [mine_scene(lbs, [tuple(b) for b in stored[k]], [], keep).extra for k, lbs in zip(keys, labels)]
 
 
 def score(det: OnnxPlateDetector, images, labels, ignore) -> dict[float, dict[str, float]]:

@@ -94,7 +94,7 @@ def test_warm_start_reproduces_the_shipped_models(tmp_path):
     from alprd.training.nets import PlateDetectorExport, PlateDetectorNet
     from alprd.training.train_ocr import H, W, _render_one, export_ocr, make_net
 
-    x = ocr_input([_render_one(seed)[0] for seed in range(8)], H, W)  # synthetic plates
+    x = ocr_input([_render_one((seed, 0.0))[0] for seed in range(8)], H, W)  # synthetic plates
     shipped = ort.InferenceSession(str(REPO / "models" / "plate_ocr.onnx")).run(None, {"image": x})[0]
 
     def reproduces(head: str, onnx_path: Path, probs: np.ndarray) -> bool:
@@ -198,7 +198,7 @@ def test_a_new_head_starts_from_the_shipped_backbone_and_exports(tmp_path):
     from alprd.recognition.preprocess import ocr_input
     from alprd.training.train_ocr import H, W, _render_one, init_from_onnx, make_net
 
-    x = torch.from_numpy(ocr_input([_render_one(seed)[0] for seed in range(8)], H, W))
+    x = torch.from_numpy(ocr_input([_render_one((seed, 0.0))[0] for seed in range(8)], H, W))
     slots, attn = make_net("slots"), make_net("attn")
     assert init_from_onnx(slots, "slots", REPO / "models" / "plate_ocr.onnx", x)  # a new head
     assert not init_from_onnx(attn, "attn", REPO / "models" / "plate_ocr.onnx", x)  # all of it

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_scene_args(ap)
     ap.add_argument("--layouts", default="", help="comma-separated plate layouts of the passing vehicles "
-                    "(us, eu, br, mercosur, us2, eu2; default: all in turn)")
+                    "(us, eu, br, mercosur, us2, eu2, us_varied; default: all but us_varied in turn)")
     ap.add_argument("--models", default="", help="models folder (default: the shipped models)")
     ap.add_argument("--drop", default="0", help="share of frames skipped at random (a live camera on a busy unit)")
     ap.add_argument("--repeat-window", type=float, default=TrackingConfig.repeat_window_s,

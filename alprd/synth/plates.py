@@ -157,10 +157,86 @@ def _us_sticker(rng: np.random.Generator, d: ImageDraw.ImageDraw, w: int, h: int
         _draw_fitted(d, tab, (x + 3, y + 3, x + sw - 3, y + sh - 3), (255, 255, 255) if sum(colour) < 380 else (0, 0, 0), fp)
 
 
-def render_us(rng: np.random.Generator) -> Plate:
+VANITY_WORDS = ("DRIFTER", "BIGCHEESE", "GOBLUE", "LUVMYDOG", "SURFSUP", "TAXMAN", "MOMSTAXI", "NOTMINE",
+                "GRWAPR", "ILUVNY", "BEACHY", "ROADTRIP", "HAPPY", "OLDNSLO", "BEEBEE", "ZOOM", "MOOSE",
+                "DAD", "CEO", "LAWYER", "FASTER", "SLOWPOKE", "NOPE", "KOOL", "WOOHOO")
+
+
+def _us_varied_serial(rng: np.random.Generator) -> str:
+    """Serials the common formats miss: 2-4 characters (old, fleet and special plates), vanity words,
+    and runs of one character (DELAWARE 200000), which slot readers tend to shorten or stretch."""
+    k = rng.random()
+    if k < 0.3:
+        return _pattern(rng, str(rng.choice(["DDDD", "DDD", "XXXX", "LDDD", "DDDL", "LLDD", "DDLL", "LD", "DD", "XXX"])))
+    if k < 0.45:
+        word = str(rng.choice(VANITY_WORDS))
+        return word if rng.random() < 0.7 else word[: int(rng.integers(3, len(word) + 1))]
+    text = list(_pattern(rng, US_PATTERNS[rng.integers(len(US_PATTERNS))]).replace(" ", ""))
+    if k < 0.8:  # a run of one character
+        i = int(rng.integers(len(text)))
+        run = int(rng.integers(2, 6))
+        for j in range(i, min(len(text), i + run)):
+            text[j] = text[i]
+    return "".join(text)
+
+
+def _access_symbol(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], ink) -> None:
+    """The wheelchair pictogram of disabled-parking plates, often read as E or C."""
+    x1, y1, x2, y2 = box
+    s = min(x2 - x1, y2 - y1)
+    x, y = x1 + (x2 - x1 - s) // 2, y1 + (y2 - y1 - s) // 2
+    t = max(2, s // 9)
+    d.ellipse((x + 0.38 * s, y, x + 0.56 * s, y + 0.18 * s), fill=ink)  # head
+    d.line((x + 0.45 * s, y + 0.22 * s, x + 0.45 * s, y + 0.6 * s), fill=ink, width=t)  # back
+    d.line((x + 0.45 * s, y + 0.6 * s, x + 0.75 * s, y + 0.6 * s), fill=ink, width=t)  # seat
+    d.line((x + 0.75 * s, y + 0.6 * s, x + 0.88 * s, y + 0.95 * s), fill=ink, width=t)  # leg
+    d.line((x + 0.45 * s, y + 0.36 * s, x + 0.7 * s, y + 0.36 * s), fill=ink, width=t)  # arm
+    d.arc((x + 0.05 * s, y + 0.4 * s, x + 0.65 * s, y + s), 30, 330, fill=ink, width=t)  # wheel
+
+
+def _us_side_marks(rng: np.random.Generator, d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], ink,
+                   fp: str) -> tuple[int, int]:
+    """Marks beside the serial that are not part of it: two or three small letters stacked on one side
+    (DC, HC, MC, a county code) and the access symbol. Returns the serial's new left and right edges."""
+    x1, y1, x2, y2 = box
+    h = y2 - y1
+    left, right = x1, x2
+    if rng.random() < 0.55:
+        n = 2 if rng.random() < 0.8 else 3
+        stack = _pattern(rng, str(rng.choice(["L" * n, "L" * n, "DL", "LD"][: 2 if n == 3 else 4])))
+        sw = int(h * rng.uniform(0.25, 0.4))
+        on_left = rng.random() < 0.65
+        sx = left if on_left else right - sw
+        step = h / len(stack)
+        for i, c in enumerate(stack):
+            _draw_fitted(d, c, (sx, int(y1 + i * step + 0.06 * step), sx + sw, int(y1 + (i + 1) * step - 0.06 * step)),
+                         ink, fp)
+        gap = int(h * rng.uniform(0.05, 0.2))
+        if on_left:
+            left += sw + gap
+        else:
+            right -= sw + gap
+    if rng.random() < 0.35:
+        s = int(h * rng.uniform(0.6, 0.95))
+        symbol = ink
+        if rng.random() < 0.5:  # on a tile of its own: light with the ink's colour, or the reverse
+            tile = _random_color(rng, dark=False)
+            if rng.random() < 0.4:
+                tile, symbol = ink, tile
+            d.rectangle((left, y1 + (h - s) // 2 - 3, left + s + 6, y1 + (h + s) // 2 + 3), fill=tile)
+        _access_symbol(d, (left + 3, y1 + (h - s) // 2, left + 3 + s, y1 + (h + s) // 2), symbol)
+        left += s + int(h * rng.uniform(0.08, 0.2))
+    return left, max(right, left + h)
+
+
+def render_us(rng: np.random.Generator, varied: bool = False) -> Plate:
     """A US passenger plate. Real ones are scenic, with tall narrow characters (often spaced around a
     graphic), the state's name in a script or block face above or below, stickers, bolts and a
-    dealer frame; the crops in ../shared/data show all of these."""
+    dealer frame; the crops in ../shared/data show all of these.
+
+    `varied` adds what the plain plate lacks and the real crops show: short and vanity serials,
+    runs of one character, small stacked letters beside the serial and the access symbol, neither
+    part of the plate number (see `_us_varied_serial`, `_us_side_marks`)."""
     w, h = 480, 240
     img = Image.new("RGB", (w, h), _random_color(rng, dark=False))
     d = ImageDraw.Draw(img)
@@ -171,8 +247,10 @@ def render_us(rng: np.random.Generator) -> Plate:
     elif rng.random() < 0.5:
         band = _random_color(rng, dark=True)
         d.rectangle((0, int(h * 0.8), w, h), fill=tuple(int(c * 0.5 + 120) for c in band))
-    pattern = US_PATTERNS[rng.integers(len(US_PATTERNS))]
-    shown = _pattern(rng, pattern)
+    if varied:
+        shown = _us_varied_serial(rng)
+    else:
+        shown = _pattern(rng, US_PATTERNS[rng.integers(len(US_PATTERNS))])
     middle_graphic = False
     if " " not in shown and len(shown) >= 5 and rng.random() < 0.35:
         cut = len(shown) // 2 + int(rng.integers(-1, 2))
@@ -193,7 +271,10 @@ def render_us(rng: np.random.Generator) -> Plate:
         state_box = (60, bottom + int(0.05 * h), w - 60, min(h - 8, bottom + int(0.05 * h) + top - int(0.06 * h)))
     _draw_fitted(d, state, state_box, _random_color(rng, dark=True), fp, stretch=rng.uniform(0.9, 1.3))
     margin = int(rng.uniform(0.03, 0.12) * w)
-    _draw_fitted(d, shown, (margin, top, w - margin, bottom), ink, fp, stretch=rng.uniform(0.6, 1.15))
+    left, right = margin, w - margin
+    if varied:
+        left, right = _us_side_marks(rng, d, (left, top, right, bottom), ink, fp)
+    _draw_fitted(d, shown, (left, top, right, bottom), ink, fp, stretch=rng.uniform(0.6, 1.15))
     if state_box[1] < top and rng.random() < 0.6:
         slogan = rng.choice(["DRIVE SAFELY", "LAND OF LINCOLN", "SUNSHINE STATE", "THE GREAT LAKES",
                              "VACATIONLAND", "GRAND CANYON STATE", "DONT MESS", "The Natural State",
@@ -302,6 +383,11 @@ LAYOUTS = {
     "mercosur": (render_br_mercosur, 0.16),
     "us2": (render_two_line_us, 0.08),
 }
+# Drawn only when asked for by name (the reader's training bank): a random draw keeps to LAYOUTS, so
+# test frames and videos made from a seed stay the same.
+EXTRA_LAYOUTS = {
+    "us_varied": lambda rng: render_us(rng, varied=True),
+}
 
 
 def render_plate(rng: np.random.Generator, layout: str | None = None) -> Plate:
@@ -309,8 +395,10 @@ def render_plate(rng: np.random.Generator, layout: str | None = None) -> Plate:
         names = list(LAYOUTS)
         weights = np.array([LAYOUTS[n][1] for n in names])
         layout = names[rng.choice(len(names), p=weights / weights.sum())]
+    if layout in EXTRA_LAYOUTS:
+        return EXTRA_LAYOUTS[layout](rng)
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown plate layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+        raise ValueError(f"unknown plate layout {layout!r}; valid: {', '.join([*LAYOUTS, *EXTRA_LAYOUTS])}")
     return LAYOUTS[layout][0](rng)
 
 

@@ -80,25 +80,27 @@ def init_from_onnx(net: nn.Module, head: str, onnx_path: Path, calibration: torc
     return True
 
 
-def _render_one(seed: int) -> tuple[np.ndarray, str]:
+def _render_one(job: tuple[int, float]) -> tuple[np.ndarray, str]:
     from alprd.synth.plates import plate_crop, render_plate
 
+    seed, us_varied = job
     rng = np.random.default_rng(seed)
-    p = render_plate(rng)
+    p = render_plate(rng, "us_varied" if us_varied and rng.random() < us_varied else None)
     crop = plate_crop(rng, p, 256, 128)
     return ocr_input([crop], H, W)[0, 0].astype(np.uint8), p.text
 
 
-def synthetic_bank(n: int, cache: Path, workers: int) -> tuple[np.ndarray, list[str]]:
+def synthetic_bank(n: int, cache: Path, workers: int, us_varied: float = 0.0) -> tuple[np.ndarray, list[str]]:
+    """`n` synthetic crops rendered once per run folder; `us_varied` of them are the varied US plates."""
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
-        if len(z["images"]) >= n:
+        if len(z["images"]) >= n and float(z["us_varied"] if "us_varied" in z else 0.0) == us_varied:
             return z["images"][:n], list(z["texts"][:n])
     with Pool(workers) as pool:
-        items = pool.map(_render_one, range(1_000_000, 1_000_000 + n), chunksize=64)
+        items = pool.map(_render_one, [(s, us_varied) for s in range(1_000_000, 1_000_000 + n)], chunksize=64)
     images = np.stack([i for i, _ in items])
     texts = [t for _, t in items]
-    np.savez(cache, images=images, texts=np.array(texts))
+    np.savez(cache, images=images, texts=np.array(texts), us_varied=np.float64(us_varied))
     return images, texts
 
 
@@ -256,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--synthetic", type=int, default=20000, help="synthetic plates rendered once")
     ap.add_argument("--synthetic-share", type=float, default=0.4)
+    ap.add_argument("--us-varied", type=float, default=0.2,
+                    help="share of the synthetic plates drawn as varied US plates (short and vanity serials, "
+                         "runs of one character, stacked side letters and the access symbol outside the number)")
     ap.add_argument("--teacher", type=Path, help="teacher OCR ONNX for pseudo-labels (training only)")
     ap.add_argument("--teacher-min-conf", type=float, default=0.9)
     ap.add_argument("--scene-crops", action="store_true",
@@ -320,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in train + pseudo if len(s.text) <= SLOTS]
     dev = {k: [(load_image(s.image), s.text) for s in splits[k]] for k in ("us_dev", "br_dev")}
     t0 = time.time()
-    syn_img, syn_txt = synthetic_bank(args.synthetic, args.out / "synthetic.npz", args.workers)
+    syn_img, syn_txt = synthetic_bank(args.synthetic, args.out / "synthetic.npz", args.workers, args.us_varied)
     print(f"synthetic bank {len(syn_img)} in {time.time() - t0:.0f}s", flush=True)
     syn_lab = np.stack([encode(t) for t in syn_txt])
     if args.distill:

@@ -64,11 +64,12 @@ def test_read_finds_and_reads_synthetic_plates(tmp_path):
     assert exact / 36 >= READ_EXACT_MIN, f"read {exact}/36 exactly"
 
 
-# Measured with detector 0.3.0 + reader 0.4.1 (see models/MODEL_CARD.md): 35/36 found, 33/36 read
-# exactly (31 and 29 on two other draws; with detector 0.2.0: 29/36 here; reader 0.3.0: 19/36). Set a little under the
-# measured rates, so a reader that loses three plates fails; raise them with better models.
+# Measured with detector 0.3.0 + reader 0.4.2 (see models/MODEL_CARD.md): 35/36 found, 33/36 read
+# exactly (34 and 29 on two other draws; reader 0.4.1: 33, 31 and 29; with detector 0.2.0 and reader
+# 0.4.1: 29/36 here; reader 0.3.0: 19/36). Set under the measured rates, so a reader that loses five
+# plates fails; raise them with better models.
 READ_FOUND_MIN = 0.9
-READ_EXACT_MIN = 0.75
+READ_EXACT_MIN = 0.8
 
 
 def test_read_reports_unreadable_image(tmp_path):

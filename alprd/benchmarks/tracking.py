@@ -25,7 +25,7 @@ from alprd.config import FormatsConfig, ModelsConfig, TrackingConfig
 from alprd.pipeline import CameraPipeline, Outbound
 from alprd.recognition.recognizer import Recognizer
 from alprd.sources.sources import Frame
-from alprd.synth.plates import EXTRA_LAYOUTS, LAYOUTS
+from alprd.synth.plates import LAYOUT_NAMES
 from alprd.synth.video import Vehicle, write_traffic_video
 from alprd.tracking.tracker import iou
 
@@ -150,10 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", default="", help="comma-separated seeds: one summary line per seed and "
                     "--drop value (comma-separated too), then totals")
     args = ap.parse_args(argv)
-    known = [*LAYOUTS, *EXTRA_LAYOUTS]
     for name in filter(None, args.layouts.split(",")):
-        if name not in known:
-            print(f"--layouts: unknown plate layout {name!r}; valid: {', '.join(known)}", file=sys.stderr)
+        if name not in LAYOUT_NAMES:
+            print(f"--layouts: unknown plate layout {name!r}; valid: {', '.join(LAYOUT_NAMES)}", file=sys.stderr)
             return 2
     if args.sweep:
         return sweep(args)

@@ -388,6 +388,7 @@ LAYOUTS = {
 EXTRA_LAYOUTS = {
     "us_varied": lambda rng: render_us(rng, varied=True),
 }
+LAYOUT_NAMES = (*LAYOUTS, *EXTRA_LAYOUTS)
 
 
 def render_plate(rng: np.random.Generator, layout: str | None = None) -> Plate:
@@ -398,7 +399,7 @@ def render_plate(rng: np.random.Generator, layout: str | None = None) -> Plate:
     if layout in EXTRA_LAYOUTS:
         return EXTRA_LAYOUTS[layout](rng)
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown plate layout {layout!r}; valid: {', '.join([*LAYOUTS, *EXTRA_LAYOUTS])}")
+        raise ValueError(f"unknown plate layout {layout!r}; valid: {', '.join(LAYOUT_NAMES)}")
     return LAYOUTS[layout][0](rng)
 
 

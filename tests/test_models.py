@@ -138,14 +138,16 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2", "--batch", "8",
               "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40",
               "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--scene-crops", "--us-repeat", "2",
-              "--teacher", str(TEACHER), "--distill", "1", "--distill-variants", "2",
+              "--teacher", str(TEACHER), "--distill", "1", "--distill-variants", "2", "--vet-with", str(REPO / "models"),
               "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "scene crops" in r.stdout and any((tmp_path / "ocr" / "scene_crops").glob("*.png"))
     bank = np.load(tmp_path / "ocr" / "real_bank.npz")
     assert bank["images"].shape[1:] == (64, 128) and bank["soft"].shape[1:] == (10, 37)
     assert len(bank["images"]) == len(bank["labels"]) == len(bank["soft"]) > 80
-    assert json.loads((tmp_path / "ocr" / "run.json").read_text())["real_bank"]["teacher_agrees"] > 0.5
+    ocr_record = json.loads((tmp_path / "ocr" / "run.json").read_text())
+    assert ocr_record["real_bank"]["teacher_agrees"] > 0.5
+    assert ocr_record["vetted"]["pseudo_dropped"] >= 0 and "vetted with" in r.stdout
     r = alprd("train", "detector", "--data", str(DATA), "--out", str(tmp_path / "det"), "--steps", "2",
               "--batch", "2", "--faces", "4", "--eval-every", "2", "--eval-limit", "3", "--limit", "10",
               "--init-onnx", str(REPO / "models" / "plate_detector.onnx"),
@@ -225,3 +227,40 @@ def test_a_new_head_starts_from_the_shipped_backbone_and_exports(tmp_path):
     assert not ocr.ctc
     reads = ocr.read([np.full((40, 120, 3), 200, np.uint8)] * 2)
     assert len(reads) == 2
+
+
+def test_vetting_drops_labels_two_readers_argue_against(tmp_path):
+    """A pseudo-label the shipped reader reads otherwise goes; a hand label goes only when the
+    shipped reader and the teacher both read the same other text."""
+    pytest.importorskip("torch")
+    from alprd.datasets import CropSample
+    from alprd.synth.plates import render_plate
+    from alprd.training.train_ocr import crop_readers, vet_labels
+
+    ours, teacher = crop_readers(REPO / "models", None)
+    assert teacher is None
+    rng = np.random.default_rng(5)
+    good: list[CropSample] = []
+    for i in range(40):
+        plate = render_plate(rng, "eu")
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), plate.image)
+        sample = CropSample(path, plate.text, plate.text)
+        if ours(sample) == plate.text:
+            good.append(sample)
+        if len(good) == 4:
+            break
+    assert len(good) == 4, "the shipped reader should read clean synthetic EU plates"
+
+    def relabel(s: CropSample) -> CropSample:
+        return CropSample(s.image, "ZZ" + s.text[2:], s.group)
+
+    missing = CropSample(tmp_path / "missing.png", "AB123", "AB123")
+    labelled = [good[0], relabel(good[1]), missing]
+    pseudo = [good[2], relabel(good[3]), missing]
+    kept, kept_pseudo, counts = vet_labels(ours, ours, labelled, pseudo)
+    assert kept == [good[0], missing] and kept_pseudo == [good[2]]
+    assert counts == {"pseudo_dropped": 2, "labels_disputed": 1}
+    # One reader alone, or two that disagree with each other, never overrule a hand label.
+    assert vet_labels(ours, None, labelled, [])[0] == labelled
+    assert vet_labels(ours, lambda s: "OTHER", labelled, [])[0] == labelled

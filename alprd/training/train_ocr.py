@@ -190,6 +190,54 @@ def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
     return kept
 
 
+Reader = Callable[[CropSample], str | None]
+
+
+def crop_readers(models: Path, teacher: Path | None) -> tuple[Reader, Reader | None]:
+    """The vetting reader (a models folder's OCR) and the teacher, as crop -> text (None: unreadable)."""
+    from alprd.recognition.manifest import load_entry
+    from alprd.recognition.onnx_models import OnnxPlateOCR
+
+    ocr = OnnxPlateOCR(load_entry(models, "plate_ocr", "ocr"))
+
+    def ours(s: CropSample) -> str | None:
+        img = cv2.imread(str(s.image))
+        return None if img is None else ocr.read([img])[0].text
+
+    if teacher is None:
+        return ours, None
+    t = Teacher(teacher)
+
+    def theirs(s: CropSample) -> str | None:
+        img = cv2.imread(str(s.image))
+        if img is None:
+            return None
+        return decode(t.read(cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (W, H))[None])[0].argmax(1))
+
+    return ours, theirs
+
+
+def vet_labels(ours: Reader, theirs: Reader | None, labelled: list[CropSample],
+               pseudo: list[CropSample]) -> tuple[list[CropSample], list[CropSample], dict[str, int]]:
+    """Drop labels two independent readers argue against.
+
+    - A teacher pseudo-label the vetting reader reads otherwise: the teacher is right about 97 % of
+      the time at its confidence floor, and its misses are the look-alikes (V/Y, Q/O) the student
+      must not be taught.
+    - A labelled crop that the vetting reader and the teacher both read as the same other text: the
+      Brazilian labels come from file names, and crops show DXV where the name says DXW.
+    Returns the kept labelled crops, the kept pseudo-labels and how many of each were dropped."""
+    kept_pseudo = [s for s in pseudo if ours(s) == s.text]
+    kept: list[CropSample] = []
+    for s in labelled:
+        a = ours(s)
+        if theirs is not None and a is not None and a != s.text and a == theirs(s):
+            continue
+        kept.append(s)
+    return kept, kept_pseudo, {"pseudo_dropped": len(pseudo) - len(kept_pseudo),
+                               "labels_disputed": len(labelled) - len(kept)}
+
+
 def _jitter_many(args: tuple[int, list[np.ndarray]]) -> np.ndarray:
     seed, imgs = args
     rng = np.random.default_rng(seed)
@@ -278,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backbone-lr-scale", type=float, default=0.3,
                     help="with --init-onnx of a reader with another head: the warm backbone learns this much "
                          "slower than the new head, so the head's first random gradients do not undo it")
+    ap.add_argument("--vet-with", type=Path, metavar="MODELS_DIR",
+                    help="a models folder (the shipped one) whose reader vets labels: teacher pseudo-labels it "
+                         "reads otherwise, and labelled crops it and the teacher both read as one other text, "
+                         "are left out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
@@ -299,12 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     splits = ocr_splits(args.data)
     if args.limit:
         splits = {k: v[: args.limit] for k, v in splits.items()}
-    train = splits["us_train"] * args.us_repeat + splits["br_train"]
     pseudo: list[CropSample] = []
     no_text = args.data / "openalpr_train_detector" / "crops_no_text.csv"
     if args.teacher and no_text.exists():
         pseudo = cached_labels(args.out / "pseudo.csv", lambda: pseudo_label(
             args.teacher, read_ocr_csv(no_text)[: args.limit or None], args.teacher_min_conf))
+    scenes: list[CropSample] = []
     if args.scene_crops:
         def label_scene_crops() -> list[CropSample]:
             cut = scene_crops(args.data, args.out, args.limit)
@@ -315,7 +367,19 @@ def main(argv: list[str] | None = None) -> int:
 
         scenes = cached_labels(args.out / "pseudo_scenes.csv", label_scene_crops)
         print(f"scene crops {len(scenes)}", flush=True)
-        pseudo += scenes
+    us_train, br_train = splits["us_train"], splits["br_train"]
+    if args.vet_with:
+        # Scene crops go in as labelled: the teacher-labelled ones among them can never be disputed
+        # (the teacher agrees with itself), the hand-labelled ones can.
+        ours, theirs = crop_readers(args.vet_with, args.teacher)
+        us_train, _, d_us = vet_labels(ours, theirs, us_train, [])
+        scenes, _, d_scenes = vet_labels(ours, theirs, scenes, [])
+        br_train, pseudo, dropped = vet_labels(ours, theirs, br_train, pseudo)
+        dropped["labels_disputed"] += d_us["labels_disputed"] + d_scenes["labels_disputed"]
+        print(f"vetted with {args.vet_with}: {dropped}", flush=True)
+        rec.set("vetted", {"models": str(args.vet_with)} | dropped)
+    pseudo += scenes
+    train = us_train * args.us_repeat + br_train
     rec.set("data", {k: len(v) for k, v in splits.items()} | {"pseudo": len(pseudo), "synthetic": args.synthetic})
     print({k: len(v) for k, v in splits.items()}, "pseudo", len(pseudo), flush=True)
 

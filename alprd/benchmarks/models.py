@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,16 @@ def main(argv: list[str] | None = None) -> int:
                                 input_width=width)
         med, p95 = _time(lambda d=det: d.detect(frame), args.repeat)
         print(f"detector  input {width:4d}x{det.input_size(1920, 1080)[1]:<4d}  {med:7.2f} ms  p95 {p95:7.2f} ms")
-    ocr = OnnxPlateOCR(load_entry(models, "plate_ocr", "ocr"), intra_op_threads=args.threads)
+    entry = load_entry(models, "plate_ocr", "ocr")
+    readers = [("ocr", entry)]
+    if entry.quantized_from:  # the float reader it came from, timed in the same run for the ratio
+        readers.append(("ocr float", replace(entry, path=entry.path.parent / entry.quantized_from)))
     crop = frame[box[1]:box[3], box[0]:box[2]]
-    for batch in (1, 8):
-        med, p95 = _time(lambda b=batch: ocr.read([crop] * b), args.repeat)
-        print(f"ocr       batch {batch}            {med / batch:7.2f} ms/plate  p95 {p95 / batch:7.2f} ms/plate")
+    for label, e in readers:
+        ocr = OnnxPlateOCR(e, intra_op_threads=args.threads)
+        for batch in (1, 8):
+            med, p95 = _time(lambda b=batch, r=ocr: r.read([crop] * b), args.repeat)
+            print(f"{label:9s} batch {batch}            {med / batch:7.2f} ms/plate  p95 {p95 / batch:7.2f} ms/plate")
     return 0
 
 

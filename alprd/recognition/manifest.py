@@ -24,6 +24,7 @@ class ModelEntry:
     alphabet: str = ""
     pad: str = "_"
     decoder: str = "slots"  # ocr: "slots" (one class per slot) or "ctc" (columns; pad is the blank)
+    quantized_from: str = ""  # an int8 model's float original, a file beside it (training starts from it)
 
     @property
     def tag(self) -> str:
@@ -72,4 +73,5 @@ def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
                          "the file is corrupt or was replaced")
     return ModelEntry(name=name, version=m["version"], task=task, path=path, sha256=digest,
                       input=m.get("input", {}), alphabet=m.get("alphabet", ""), pad=m.get("pad", "_"),
-                      decoder=m.get("decoder", "slots"))
+                      decoder=m.get("decoder", "slots"),
+                      quantized_from=m.get("quantized_from", {}).get("file", ""))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, PAD
 from alprd.recognition.manifest import sha256_of
+from alprd.training.quantize_ocr import QUANTIZED_FROM_KEY
 
 
 def build_manifest(models_dir: Path, detector_version: str, ocr_version: str) -> dict:
@@ -24,13 +27,25 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str) ->
             "outputs": ["heatmap (sigmoid)", "size (log px)", "offset (sigmoid)"],
         })
     ocr = models_dir / "plate_ocr.onnx"
-    if ocr.exists():
+    # The int8 reader (alprd.training.quantize_ocr) is what the unit runs when it is there; the float
+    # file it came from is listed too, as the weights training warm-starts from.
+    int8 = models_dir / "plate_ocr_int8.onnx"
+    run = int8 if int8.exists() else ocr
+    if run is int8 and ocr.exists():
+        made_from = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).get_modelmeta() \
+            .custom_metadata_map.get(QUANTIZED_FROM_KEY)
+        if made_from != sha256_of(ocr):
+            raise UserError(f"{int8}: quantized from another float reader than {ocr}; run python -m "
+                            f"alprd.training.quantize_ocr {ocr} {int8}, or delete {int8} to ship the float one")
+    if run.exists():
         entries.append({
-            "name": "plate_ocr", "version": ocr_version, "task": "ocr", "file": ocr.name,
-            "sha256": sha256_of(ocr),
+            "name": "plate_ocr", "version": ocr_version, "task": "ocr", "file": run.name,
+            "sha256": sha256_of(run),
             "input": {"layout": "NCHW", "height": 64, "width": 128, "channels": 1, "color": "grey",
                       "range": "0-255"},
-            "alphabet": ALPHABET, "pad": PAD, **_ocr_head(ort, ocr),
+            "alphabet": ALPHABET, "pad": PAD, **_ocr_head(ort, run),
+            **({"quantized_from": {"file": ocr.name, "sha256": sha256_of(ocr)}} if run is int8 and ocr.exists()
+               else {}),
         })
     return {"format": 1, "models": entries}
 
@@ -49,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector-version", help="a different version for the detector")
     ap.add_argument("--ocr-version", help="a different version for the reader")
     args = ap.parse_args(argv)
-    m = build_manifest(args.models_dir, args.detector_version or args.version, args.ocr_version or args.version)
+    try:
+        m = build_manifest(args.models_dir, args.detector_version or args.version, args.ocr_version or args.version)
+    except UserError as e:
+        print(f"manifest_tool: error: {e}", file=sys.stderr)
+        return 2
     (args.models_dir / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
     print(json.dumps(m, indent=2))
     return 0

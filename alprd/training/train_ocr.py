@@ -328,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                          "slower than the new head, so the head's first random gradients do not undo it")
     ap.add_argument("--vet-with", type=Path, metavar="MODELS_DIR",
                     help="a models folder (the shipped one) whose reader vets labels: teacher pseudo-labels it "
-                         "reads otherwise, and labelled crops it and the teacher both read as one other text, "
-                         "are left out")
+                         "reads otherwise, and labelled crops it and the teacher both read as one other text "
+                         "(needs --teacher), are left out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)

@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("runs/dev_teacher_boxes.json"))
     ap.add_argument("--far", type=float, nargs="*", default=[60, 50, 40], help="also shrink plates to these px")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--input-width", type=int, default=640,
+                    help="the detector's input width, as models.detector_input_width (a multiple of 32)")
     args = ap.parse_args(argv)
+    if args.input_width % 32 or not 160 <= args.input_width <= 2048:
+        ap.error(f"--input-width {args.input_width}: must be a multiple of 32 between 160 and 2048")
     dev = detection_splits(args.data)["dev"]
     images = [cv2.imread(str(s.image), cv2.IMREAD_COLOR) for s in dev]
     labels = [[(b.x1, b.y1, b.x2, b.y2) for b in s.boxes] for s in dev]
@@ -84,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(dev)} dev scenes, {report['boxes']} plates; {report['unlabelled_set_aside']} unlabelled "
           f"plates (teacher >= 0.5) set aside")
     for mdir in args.models:
-        det = OnnxPlateDetector(load_entry(mdir, "plate_detector", "detector"))
+        det = OnnxPlateDetector(load_entry(mdir, "plate_detector", "detector"), input_width=args.input_width)
         res = {"as_labelled": score(det, images, labels, ignore)}
         for px, (ims, lbs) in far_sets.items():
             res[f"far{px:g}"] = score(det, ims, lbs, [[] for _ in ims])
         report["models"][str(mdir)] = {"version": det.version, **{k: {str(t): v for t, v in r.items()}
                                                                   for k, r in res.items()}}
-        print(f"\n{mdir} (detector {det.version})")
+        print(f"\n{mdir} (detector {det.version}, input width {args.input_width})")
         print("thr   recall  FP/img  FP/img(unlabelled aside)  " + "  ".join(f"far{px:g}" for px in far_sets))
         for t in THRESHOLDS:
             a = res["as_labelled"][t]

@@ -319,6 +319,10 @@ def test_quantize_tool_writes_an_int8_reader_the_manifest_prefers(tmp_path):
     crops = _synthetic_crops(40, seed=32)
     reads = OnnxPlateOCR(entry).read([c for c, _ in crops])
     assert sum(r.text == t for r, (_, t) in zip(reads, crops)) >= 20
+    # Training cannot start from int8 weights: one line pointing at the float file.
+    r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "1", "--limit", "4",
+              "--synthetic", "16", "--workers", "1", "--init-onnx", str(models / "plate_ocr_int8.onnx"))
+    assert r.returncode != 0 and "an int8 model" in r.stderr and "Traceback" not in r.stderr
     # An int8 reader left over from another float one is refused, not listed.
     shutil.copy(REPO / "models" / "plate_ocr_int8.onnx", models / "plate_ocr_int8.onnx")
     with open(models / "plate_ocr.onnx", "ab") as f:

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import torch
 
+from alprd.errors import UserError
+
 
 def load_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
     img = cv2.imread(str(path), flags)
@@ -108,6 +110,9 @@ def warm_start(net: torch.nn.Module, onnx_path: Path, calibration: torch.Tensor)
     from torch import nn
 
     model = onnx.load(str(onnx_path))
+    if any(n.op_type == "DequantizeLinear" for n in model.graph.node):
+        raise UserError(f"{onnx_path}: an int8 model, whose weights training cannot take up; start from "
+                        "its float original (models/plate_ocr.onnx for the shipped reader)")
     weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     folded = [(weights[n.input[1]], weights[n.input[2]] if len(n.input) > 2 else None)
               for n in model.graph.node if n.op_type == "Conv"]

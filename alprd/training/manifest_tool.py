@@ -31,10 +31,12 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str) ->
     # file it came from is listed too, as the weights training warm-starts from.
     int8 = models_dir / "plate_ocr_int8.onnx"
     run = int8 if int8.exists() else ocr
+    source: dict[str, str] = {}
     if run is int8 and ocr.exists():
+        source = {"file": ocr.name, "sha256": sha256_of(ocr)}
         made_from = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).get_modelmeta() \
             .custom_metadata_map.get(QUANTIZED_FROM_KEY)
-        if made_from != sha256_of(ocr):
+        if made_from != source["sha256"]:
             raise UserError(f"{int8}: quantized from another float reader than {ocr}; run python -m "
                             f"alprd.training.quantize_ocr {ocr} {int8}, or delete {int8} to ship the float one")
     if run.exists():
@@ -44,8 +46,7 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str) ->
             "input": {"layout": "NCHW", "height": 64, "width": 128, "channels": 1, "color": "grey",
                       "range": "0-255"},
             "alphabet": ALPHABET, "pad": PAD, **_ocr_head(ort, run),
-            **({"quantized_from": {"file": ocr.name, "sha256": sha256_of(ocr)}} if run is int8 and ocr.exists()
-               else {}),
+            **({"quantized_from": source} if source else {}),
         })
     return {"format": 1, "models": entries}
 

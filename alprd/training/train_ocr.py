@@ -166,6 +166,10 @@ class Teacher:
         the teacher's region head is unused)."""
         return self.sess.run(["plate"], {self.inp: rgb})[0]
 
+    def read_crop(self, bgr: np.ndarray) -> np.ndarray:
+        """One BGR crop of any size -> [10,37] probabilities."""
+        return self.read(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (W, H))[None])[0]
+
     def probs(self, grey: np.ndarray) -> np.ndarray:
         """grey [N,64,128] uint8 -> [N,10,37] probabilities, as float16 to keep large banks small."""
         out = [self.read(np.repeat(grey[i:i + 256, ..., None], 3, -1)) for i in range(0, len(grey), 256)]
@@ -181,7 +185,7 @@ def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
         img = cv2.imread(str(s.image))
         if img is None:
             continue
-        probs = reader.read(cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (W, H))[None])[0]
+        probs = reader.read_crop(img)
         idx = probs.argmax(1)
         conf = probs.max(1)
         text = decode(idx)
@@ -212,7 +216,7 @@ def crop_readers(models: Path, teacher: Path | None) -> tuple[Reader, Reader | N
         img = cv2.imread(str(s.image))
         if img is None:
             return None
-        return decode(t.read(cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (W, H))[None])[0].argmax(1))
+        return decode(t.read_crop(img).argmax(1))
 
     return ours, theirs
 

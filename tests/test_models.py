@@ -230,6 +230,45 @@ def test_a_new_head_starts_from_the_shipped_backbone_and_exports(tmp_path):
     assert len(reads) == 2
 
 
+def test_a_fine_grid_reader_starts_from_the_coarse_one_and_is_recognised_again(tmp_path):
+    """attn-fine warm-starts whole from the shipped coarse attention reader (its position embedding
+    stretched over twice the columns), reads far better than a fresh net, and once exported is
+    recognised as attn-fine, so a later run continues it whole."""
+    torch = pytest.importorskip("torch")
+    from alprd.recognition.preprocess import ocr_input
+    from alprd.training.common import save_checkpoint, warm_start
+    from alprd.training.train_ocr import H, W, _render_one, decode, export_ocr, init_from_onnx, make_net, onnx_head
+
+    plates = [_render_one((seed, 0.0)) for seed in range(48)]
+    x = torch.from_numpy(ocr_input([img for img, _ in plates], H, W))
+    shipped = REPO / "models" / "plate_ocr.onnx"
+
+    def right(net: torch.nn.Module) -> int:
+        net.eval()
+        with torch.no_grad():
+            return sum(decode(p) == t for p, (_, t) in zip(net(x).argmax(-1).numpy(), plates))
+
+    fine = make_net("attn-fine")
+    assert fine.pos.shape[1] == 2 * make_net("attn").pos.shape[1]
+    assert not init_from_onnx(fine, "attn-fine", shipped, x)  # the head is not new
+    coarse = make_net("attn")
+    warm_start(coarse, shipped, x)
+    assert torch.equal(fine.queries, coarse.queries) and torch.equal(fine.head.weight, coarse.head.weight)
+    # The stretched embedding keeps the coarse one's values (bilinear at 2x: between two columns).
+    assert torch.allclose(fine.pos.view(4, 32, -1).mean(1), coarse.pos.view(4, 16, -1).mean(1), atol=1e-5)
+    warm, fresh = right(fine), right(make_net("attn-fine"))
+    assert warm >= 16 and fresh <= 2, (warm, fresh)
+
+    save_checkpoint(tmp_path / "fine.pt", model=fine.state_dict(), head="attn-fine")
+    export_ocr(tmp_path / "fine.pt", tmp_path / "fine.onnx")
+    assert onnx_head(tmp_path / "fine.onnx") == "attn-fine" and onnx_head(shipped) == "attn"
+    again = make_net("attn-fine")
+    assert not init_from_onnx(again, "attn-fine", tmp_path / "fine.onnx", x)
+    assert right(again) == warm
+    probs = ort.InferenceSession(str(tmp_path / "fine.onnx")).run(None, {"image": x.numpy()})[0]
+    assert probs.shape == (48, 10, 37)
+
+
 def test_vetting_drops_labels_two_readers_argue_against(tmp_path):
     """A pseudo-label the shipped reader reads otherwise goes; a hand label goes only when the
     shipped reader and the teacher both read the same other text."""

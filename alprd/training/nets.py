@@ -10,14 +10,17 @@ def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def slot_features() -> nn.Sequential:
+def slot_features(fine: bool = False) -> nn.Sequential:
     """[N,1,64,128] -> [N,64,4,16]: the slot readers' shared backbone (one definition, so the
-    attention reader can start from the shipped slot reader's convolutions)."""
+    attention reader can start from the shipped slot reader's convolutions).
+
+    fine: [N,64,4,32], columns 4 px apart rather than 8, for narrow characters on short plates.
+    Only a pool changes, so every convolution keeps its shape and takes a coarse reader's weights."""
     return nn.Sequential(
         conv(1, 24), nn.MaxPool2d(2),  # 32x64
         conv(24, 48), nn.MaxPool2d(2),  # 16x32
-        conv(48, 64), conv(64, 96), nn.MaxPool2d(2),  # 8x16
-        conv(96, 128), nn.MaxPool2d((2, 1)),  # 4x16
+        conv(48, 64), conv(64, 96), nn.MaxPool2d((2, 1) if fine else 2),  # 8x16 (fine: 8x32)
+        conv(96, 128), nn.MaxPool2d((2, 1)),  # 4x16 (fine: 4x32)
         conv(128, 128),
         nn.Conv2d(128, 64, 1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
     )
@@ -72,11 +75,12 @@ class PlateOcrAttnNet(nn.Module):
     finds where each character sits, as ViTSTR does; the output is the same [N, slots, classes]."""
 
     def __init__(self, slots: int = 10, classes: int = 37, height: int = 64, width: int = 128,
-                 d: int = 96, layers: int = 2, heads: int = 4):
+                 d: int = 96, layers: int = 2, heads: int = 4, fine: bool = False):
         super().__init__()
         self.slots, self.classes = slots, classes
-        self.features = slot_features()
-        tokens = (height // 16) * (width // 8)
+        self.features = slot_features(fine)
+        self.grid = (height // 16, width // (4 if fine else 8))
+        tokens = self.grid[0] * self.grid[1]
         self.embed = nn.Linear(64, d)
         self.pos = nn.Parameter(torch.randn(1, tokens, d) * 0.02)
         self.queries = nn.Parameter(torch.randn(1, slots, d) * 0.02)

@@ -51,31 +51,69 @@ def ctc_decode(idx: np.ndarray) -> str:
     return "".join(out)
 
 
+HEADS = ("ctc", "slots", "attn", "attn-fine")
+
+
 def make_net(head: str) -> nn.Module:
     if head == "ctc":
         return PlateOcrCtcNet(len(CHARS), H, W)
-    if head == "attn":
-        return PlateOcrAttnNet(SLOTS, len(CHARS), H, W)
+    if head in ("attn", "attn-fine"):
+        return PlateOcrAttnNet(SLOTS, len(CHARS), H, W, fine=head == "attn-fine")
     return PlateOcrNet(SLOTS, len(CHARS), H, W)
 
 
 def onnx_head(onnx_path: Path) -> str:
-    """Which head a shipped reader has: the attention reader's learned query tokens keep their name."""
+    """Which head a shipped reader has: the attention reader's learned query tokens keep their name,
+    and its position embedding's length tells the fine token grid from the coarse one."""
     import onnx
 
-    names = {i.name for i in onnx.load(str(onnx_path)).graph.initializer}
-    return "attn" if any(n.endswith("queries") for n in names) else "slots"
+    shapes = {i.name: tuple(i.dims) for i in onnx.load(str(onnx_path)).graph.initializer}
+    if not any(n.endswith("queries") for n in shapes):
+        return "slots"
+    pos = next((s for n, s in shapes.items() if n.endswith(".pos") or n == "pos"), None)
+    return "attn-fine" if pos and pos[1] == (H // 16) * (W // 4) else "attn"
+
+
+def same_head(donor: str, head: str) -> bool:
+    """Whether a reader of head `donor` hands over its head too, not only its backbone."""
+    return donor == head or (donor, head) == ("attn", "attn-fine")
+
+
+def refine_tokens(fine: PlateOcrAttnNet, coarse: PlateOcrAttnNet, calibration: torch.Tensor) -> None:
+    """Give a fine-grid attention reader a coarse one's weights. The convolutions, attention and
+    classifier carry over as they are; each position embedding is stretched over twice the columns.
+    Batch norms keep the coarse reader's affine (which maps their input to what the next layer
+    learned to expect) and re-measure their statistics: without the horizontal pool their inputs
+    differ."""
+    state = coarse.state_dict()
+    rows, cols = coarse.grid
+    pos = state["pos"].reshape(1, rows, cols, -1).permute(0, 3, 1, 2)
+    pos = nn.functional.interpolate(pos, size=fine.grid, mode="bilinear", align_corners=False)
+    state["pos"] = pos.permute(0, 2, 3, 1).reshape(1, fine.grid[0] * fine.grid[1], -1)
+    fine.load_state_dict(state)
+    bns = [m for m in fine.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # a plain average over the calibration pass
+    with torch.no_grad():
+        fine.train()(calibration)
+    for bn in bns:
+        bn.momentum = 0.1
 
 
 def init_from_onnx(net: nn.Module, head: str, onnx_path: Path, calibration: torch.Tensor) -> bool:
-    """Start from a shipped reader: all of it when it has this head, else its backbone (the two
-    slot heads share one), the head starting new. True when the head is new."""
+    """Start from a shipped reader: all of it when it has this head (a coarse attention reader's
+    position embedding stretched for a fine one), else its backbone (the two slot heads share one),
+    the head starting new. True when the head is new."""
     donor_head = onnx_head(onnx_path)
     if donor_head == head:
         warm_start(net, onnx_path, calibration)
         return False
     donor = make_net(donor_head)
     warm_start(donor, onnx_path, calibration)
+    if same_head(donor_head, head):
+        refine_tokens(net, donor, calibration)
+        return False
     net.features.load_state_dict(donor.features.state_dict())
     return True
 
@@ -339,10 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
-    ap.add_argument("--head", choices=("ctc", "slots", "attn"), default="attn",
+    ap.add_argument("--head", choices=HEADS, default="attn",
                     help="attn: slots read out by attention with one shared classifier (default, the "
-                         "shipped reader since 0.4.0); slots: the fixed-slot reader of 0.3.0; ctc: column reader with two rows "
-                         "(experimental: two CPU runs sat on the CTC plateau for 600 steps)")
+                         "shipped reader since 0.4.0); attn-fine: the same over columns 4 px apart rather "
+                         "than 8 (warm-starts from an attn reader); slots: the fixed-slot reader of 0.3.0; "
+                         "ctc: column reader with two rows (experimental: two CPU runs sat on the CTC plateau for 600 steps)")
     args = ap.parse_args(argv)
     if args.distill and (not args.teacher or args.head == "ctc"):
         raise UserError("--distill: needs --teacher and a slot head, slots or attn (the teacher reads in slots)")
@@ -411,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     net = make_net(args.head)
     backbone = [p for n, p in net.named_parameters() if n.startswith("features.")]
     rest = [p for n, p in net.named_parameters() if not n.startswith("features.")]
-    new_head = bool(args.init_onnx) and onnx_head(args.init_onnx) != args.head
+    new_head = bool(args.init_onnx) and not same_head(onnx_head(args.init_onnx), args.head)
     scale = args.backbone_lr_scale if new_head else 1.0
     opt = torch.optim.AdamW([{"params": backbone}, {"params": rest}], lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr * scale, args.lr], total_steps=args.steps,

@@ -92,13 +92,14 @@ def refine_tokens(fine: PlateOcrAttnNet, coarse: PlateOcrAttnNet, calibration: t
     state["pos"] = pos.permute(0, 2, 3, 1).reshape(1, fine.grid[0] * fine.grid[1], -1)
     fine.load_state_dict(state)
     bns = [m for m in fine.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # a plain average over the calibration pass
     with torch.no_grad():
         fine.train()(calibration)
-    for bn in bns:
-        bn.momentum = 0.1
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
 
 
 def init_from_onnx(net: nn.Module, head: str, onnx_path: Path, calibration: torch.Tensor) -> bool:

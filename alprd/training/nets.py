@@ -66,6 +66,11 @@ class SelfAttentionBlock(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
+def attn_grid(height: int, width: int, fine: bool) -> tuple[int, int]:
+    """The attention reader's token grid (rows, columns) for an input of this size."""
+    return height // 16, width // (4 if fine else 8)
+
+
 class PlateOcrAttnNet(nn.Module):
     """Slot reader whose slots are learned query tokens read out by self-attention over the plate.
 
@@ -79,7 +84,7 @@ class PlateOcrAttnNet(nn.Module):
         super().__init__()
         self.slots, self.classes = slots, classes
         self.features = slot_features(fine)
-        self.grid = (height // 16, width // (4 if fine else 8))
+        self.grid = attn_grid(height, width, fine)
         tokens = self.grid[0] * self.grid[1]
         self.embed = nn.Linear(64, d)
         self.pos = nn.Parameter(torch.randn(1, tokens, d) * 0.02)

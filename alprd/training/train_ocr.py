@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Callable
 from multiprocessing import Pool
@@ -26,7 +27,7 @@ from alprd.training.common import (
     save_checkpoint,
     warm_start,
 )
-from alprd.training.nets import PlateOcrAttnNet, PlateOcrCtcNet, PlateOcrExport, PlateOcrNet
+from alprd.training.nets import PlateOcrAttnNet, PlateOcrCtcNet, PlateOcrExport, PlateOcrNet, attn_grid
 
 H, W, SLOTS = 64, 128, 10
 CHARS = ALPHABET + PAD
@@ -71,7 +72,7 @@ def onnx_head(onnx_path: Path) -> str:
     if not any(n.endswith("queries") for n in shapes):
         return "slots"
     pos = next((s for n, s in shapes.items() if n.endswith(".pos") or n == "pos"), None)
-    return "attn-fine" if pos and pos[1] == (H // 16) * (W // 4) else "attn"
+    return "attn-fine" if pos and pos[1] == math.prod(attn_grid(H, W, fine=True)) else "attn"
 
 
 def same_head(donor: str, head: str) -> bool:

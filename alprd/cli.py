@@ -180,7 +180,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.shrink_to is not None and not 8 <= args.shrink_to <= 400:
         raise UserError(f"--shrink-to {args.shrink_to}: give a plate width in px at 1920 px scale, 8..400")
-    return run_eval(Path(args.dataset), _models_config(args), args.json, args.split, args.shrink_to)
+    if not 0 <= args.margin <= 0.5:
+        raise UserError(f"--margin {args.margin}: give a share of the crop's width, 0..0.5")
+    return run_eval(Path(args.dataset), _models_config(args), args.json, args.split, args.shrink_to, args.margin)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -290,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for ../shared/data CSVs: the project's fixed held-out split (dev) or the rest")
     p.add_argument("--shrink-to", type=float, default=None, metavar="PX",
                    help="scenes: shrink each so its widest plate is PX wide at 1920 px scale (far plates)")
+    p.add_argument("--margin", type=float, default=0.0, metavar="SHARE",
+                   help="crops: add this share of each crop's width left and right (twice it above and "
+                        "below), as a loose detector box frames a plate; tight crop sets flatter a reader")
     p = sub.add_parser("synth", help="render a synthetic traffic video with known plates")
     p.add_argument("out")
     p.add_argument("--vehicles", type=int, default=6)

@@ -118,13 +118,21 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
     }
 
 
-def eval_crops(rec: Recognizer, crops: list[CropSample]) -> dict:
+def widen(img: np.ndarray, margin: float) -> np.ndarray:
+    """A crop framed as a loose detector box would frame it: `margin` of its width added on the left
+    and right, twice that share of its height above and below (edge pixels repeated)."""
+    h, w = img.shape[:2]
+    px, py = round(w * margin), round(h * 2 * margin)
+    return cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_REPLICATE)
+
+
+def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0) -> dict:
     imgs = []
     for c in crops:
         img = cv2.imread(str(c.image), cv2.IMREAD_COLOR)
         if img is None:
             raise UserError(f"{c.image}: not a readable image")
-        imgs.append(img)
+        imgs.append(widen(img, margin) if margin else img)
     t0 = time.perf_counter()
     out = []
     for i in range(0, len(imgs), 32):
@@ -139,8 +147,11 @@ def eval_crops(rec: Recognizer, crops: list[CropSample]) -> dict:
 
 
 def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: str = "all",
-             shrink_to: float | None = None) -> int:
+             shrink_to: float | None = None, margin: float = 0.0) -> int:
     rec = Recognizer.from_config(models)
+    if margin and dataset.is_dir() or dataset.is_file() and margin and _csv_kind(dataset) == "detection":
+        raise UserError(f"--margin {margin}: only for a crop CSV (image,text); {dataset} holds scenes, whose "
+                        "plates the detector frames itself")
     if dataset.is_dir():
         scenes = read_openalpr_benchmark(dataset)
         if not scenes:
@@ -156,7 +167,9 @@ def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: s
             crops = [c for c in read_ocr_csv(dataset) if c.text]
             if split != "all":
                 crops = [c for c in crops if is_held_out(c.group) == (split == "dev")]
-            result = {"dataset": str(dataset), "split": split, "kind": "crops", **eval_crops(rec, crops)}
+            result = {"dataset": str(dataset), "split": split, "kind": "crops", **eval_crops(rec, crops, margin)}
+            if margin:
+                result["margin"] = margin
     else:
         raise UserError(f"{dataset}: not a folder or a .csv file")
     result["models"] = rec.model_versions

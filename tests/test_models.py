@@ -81,7 +81,6 @@ def test_read_reports_unreadable_image(tmp_path):
     assert "not a readable image" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
 def record_ocr_started_from_shipped(run_json: Path) -> bool:
     init = json.loads(run_json.read_text())["init_onnx"]
     return init["path"].endswith("plate_ocr.onnx") and init["dev"]["br_dev"] > 0.5  # not from scratch
@@ -132,6 +131,7 @@ def test_warm_start_reproduces_the_shipped_models(tmp_path):
         warm_start(make_net("slots"), REPO / "models" / "plate_detector.onnx", torch.from_numpy(x))
 
 
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
 def test_training_smoke_exports_valid_onnx(tmp_path):
     """A few steps of each trainer, then the exported ONNX runs through the daemon's own backends."""
     pytest.importorskip("torch")

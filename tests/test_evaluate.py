@@ -1,0 +1,111 @@
+"""`alprd eval` on labelled data the synthetic engine made, in each layout it reads."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_models import alprd
+
+from alprd.synth.video import render_still
+
+LAYOUTS = ["us", "eu", "br", "mercosur", "us2", "eu2"]
+
+
+@pytest.fixture(scope="module")
+def stills(tmp_path_factory) -> list[tuple[Path, str, tuple[int, int, int, int]]]:
+    """18 road frames, each with one plate of known text and box."""
+    folder = tmp_path_factory.mktemp("stills")
+    rng = np.random.default_rng(11)
+    out = []
+    for i in range(18):
+        frame, text, box = render_still(rng, 1280, 720, LAYOUTS[i % len(LAYOUTS)])
+        path = folder / f"car{i:02d}.jpg"
+        cv2.imwrite(str(path), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        out.append((path, text, tuple(int(v) for v in box)))
+    return out
+
+
+def run_eval(tmp_path: Path, *args: str) -> dict:
+    out = alprd("eval", *args, "--json", str(tmp_path / "m.json"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "exact_match" in out.stdout  # the printed table
+    return json.loads((tmp_path / "m.json").read_text())
+
+
+def test_openalpr_benchmark_folder_and_detection_csv_give_the_same_figures(stills, tmp_path):
+    """The same frames and labels in the OpenALPR benchmark layout (IMAGE.txt beside IMAGE.jpg) and in
+    the detection CSV layout: both go through the daemon's own path and must agree."""
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    rows = []
+    for path, text, (x1, y1, x2, y2) in stills:
+        (bench / path.name).write_bytes(path.read_bytes())
+        (bench / path.with_suffix(".txt").name).write_text(f"{path.name}\t{x1}\t{y1}\t{x2 - x1}\t{y2 - y1}\t{text}\n")
+        rows.append([path.name, x1, y1, x2, y2, text])
+    with open(bench / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["image", "x1", "y1", "x2", "y2", "text"], *rows])
+    folder = run_eval(tmp_path, str(bench))
+    table = run_eval(tmp_path, str(bench / "labels.csv"))
+    assert folder["kind"] == table["kind"] == "scenes"
+    assert folder["images"] == table["images"] == 18 and folder["boxes"] == 18
+    for key in ("recall", "precision", "false_positives_per_image", "exact_match"):
+        assert folder[key] == pytest.approx(table[key]), key
+    # Measured with detector 0.3.0 + reader 0.4.3: 18/18 found, none false, 14/18 read exactly.
+    assert folder["recall"] >= 0.85 and folder["exact_match"] >= 0.65, folder
+    assert folder["models"]["ocr"].startswith("plate_ocr@") and folder["models"]["detector"].startswith("plate_detector@")
+    # A label that moves the box away from the plate is a miss, not a hit: IoU is really checked.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path, text, (x1, y1, x2, y2) in stills[:6]:
+        (moved / path.name).write_bytes(path.read_bytes())
+        (moved / path.with_suffix(".txt").name).write_text(f"{path.name}\t5\t5\t{x2 - x1}\t{y2 - y1}\t{text}\n")
+    assert run_eval(tmp_path, str(moved))["recall"] == 0.0
+
+
+def test_crop_csv_reads_crops_and_a_margin_frames_them_loosely(stills, tmp_path):
+    rows = []
+    for path, text, (x1, y1, x2, y2) in stills:
+        crop = tmp_path / f"crop_{path.stem}.png"
+        cv2.imwrite(str(crop), cv2.imread(str(path))[y1:y2, x1:x2])
+        rows.append([crop.name, text])
+    rows.append(["blank.png", ""])  # a crop without text is not scored
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full((40, 120, 3), 200, np.uint8))
+    with open(tmp_path / "ocr.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["image", "text"], *rows])
+    tight = run_eval(tmp_path, str(tmp_path / "ocr.csv"))
+    assert tight["kind"] == "crops" and tight["crops"] == 18
+    assert tight["exact_match"] >= 0.7 and tight["char_accuracy"] >= 0.85, tight
+    assert all(set(e) == {"image", "truth", "read"} for e in tight["errors"])
+    assert len(tight["errors"]) == round(18 * (1 - tight["exact_match"]))
+    loose = run_eval(tmp_path, str(tmp_path / "ocr.csv"), "--margin", "0.1")
+    assert loose["margin"] == 0.1 and loose["crops"] == 18
+    # Half a crop's width of repeated edge on each side squeezes its characters into the middle third.
+    lost = run_eval(tmp_path, str(tmp_path / "ocr.csv"), "--margin", "0.5")
+    print(f"crops read exactly: tight {tight['exact_match']:.3f}, margin 0.1 {loose['exact_match']:.3f}, "
+          f"margin 0.5 {lost['exact_match']:.3f}")
+    assert lost["exact_match"] < tight["exact_match"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nowhere.csv"], "nowhere.csv: not a folder or a .csv file"),
+    (["{csv}", "--margin", "0.7"], "--margin 0.7: give a share of the crop's width, 0..0.5"),
+    (["{scenes}", "--margin", "0.1"], "only for a crop CSV"),
+    (["{bad}"], "unknown CSV layout (header image,plate); expected"),
+    (["{empty}"], "no IMAGE.txt label files found"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    (tmp_path / "ocr.csv").write_text("image,text\n")
+    (tmp_path / "scenes.csv").write_text("image,x1,y1,x2,y2,text\n")
+    (tmp_path / "bad.csv").write_text("image,plate\na.jpg,ABC123\n")
+    (tmp_path / "empty").mkdir()
+    names = {"csv": tmp_path / "ocr.csv", "scenes": tmp_path / "scenes.csv", "bad": tmp_path / "bad.csv",
+             "empty": tmp_path / "empty"}
+    out = alprd("eval", *(a.format(**names) for a in args), cwd=tmp_path)
+    assert out.returncode != 0
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -140,7 +140,7 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
               "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40",
               "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--scene-crops", "--us-repeat", "2",
               "--teacher", str(TEACHER), "--distill", "1", "--distill-variants", "2", "--vet-with", str(REPO / "models"),
-              "--export", str(models / "plate_ocr.onnx"))
+              "--frame-with", str(REPO / "models"), "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "scene crops" in r.stdout and any((tmp_path / "ocr" / "scene_crops").glob("*.png"))
     bank = np.load(tmp_path / "ocr" / "real_bank.npz")
@@ -149,6 +149,7 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
     ocr_record = json.loads((tmp_path / "ocr" / "run.json").read_text())
     assert ocr_record["real_bank"]["teacher_agrees"] > 0.5
     assert ocr_record["vetted"]["pseudo_dropped"] >= 0 and "vetted with" in r.stdout
+    assert ocr_record["framing"]["boxes"] > 10 and (tmp_path / "ocr" / "framing.npy").exists()
     r = alprd("train", "detector", "--data", str(DATA), "--out", str(tmp_path / "det"), "--steps", "2",
               "--batch", "2", "--faces", "4", "--eval-every", "2", "--eval-limit", "3", "--limit", "10",
               "--init-onnx", str(REPO / "models" / "plate_detector.onnx"),
@@ -373,3 +374,34 @@ def test_quantize_tool_writes_an_int8_reader_the_manifest_prefers(tmp_path):
     r = subprocess.run([sys.executable, "-m", "alprd.training.quantize_ocr", str(tmp_path / "nope.onnx"),
                         str(tmp_path / "out.onnx"), "--data", str(DATA)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "nope.onnx: no such ONNX file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_crops_cut_at_the_edge_are_framed_as_the_daemon_frames_plates(tmp_path):
+    """The detector's box errors are measured around labelled plates, and a tight crop is framed with
+    one of them plus crop_plate's padding: what the daemon would hand the reader."""
+    pytest.importorskip("torch")
+    from alprd.datasets import BoxLabel, SceneSample
+    from alprd.recognition.preprocess import CROP_PAD_X, CROP_PAD_Y
+    from alprd.training.train_ocr import detector_framing, frame_like_daemon
+
+    rng = np.random.default_rng(4)
+    scenes = []
+    for i in range(8):
+        frame, text, (x1, y1, x2, y2) = render_still(rng, 1280, 720, ["us", "br", "eu2", "mercosur"][i % 4])
+        cv2.imwrite(str(tmp_path / f"s{i}.png"), frame)
+        scenes.append(SceneSample(tmp_path / f"s{i}.png", [BoxLabel(x1, y1, x2, y2, text)]))
+    framing = detector_framing(REPO / "models", scenes, tmp_path / "framing.npy")
+    assert len(framing) >= 7 and (tmp_path / "framing.npy").exists()
+    # Boxes sit around the plate: each edge within a fifth of the plate of the label's.
+    assert np.abs(np.median(framing, 0) - [0, 0, 1, 1]).max() < 0.2, np.median(framing, 0)
+
+    plate = np.random.default_rng(0).integers(0, 255, (50, 100, 3), dtype=np.uint8)
+    exact = frame_like_daemon(rng, plate, np.array([[0, 0, 1, 1]], np.float32))
+    px, py = round(100 * CROP_PAD_X), round(50 * CROP_PAD_Y)
+    assert exact.shape == (50 + 2 * py, 100 + 2 * px, 3)
+    assert np.array_equal(exact[py:py + 50, px:px + 100], plate)
+    # A box that missed the plate's left fifth cuts it off, as the daemon's crop would.
+    short = frame_like_daemon(rng, plate, np.array([[0.2, 0, 1, 1]], np.float32))
+    left = round(100 * (0.2 - 0.8 * CROP_PAD_X))  # the crop's first column, in the plate's
+    assert short.shape[1] == round(100 * (1 + 0.8 * CROP_PAD_X)) - left
+    assert np.array_equal(short[py:py + 50, 20 - left:100 - left], plate[:, 20:])

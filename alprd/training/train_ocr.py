@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from alprd.datasets import CropSample, ocr_splits, read_ocr_csv
+from alprd.datasets import CropSample, SceneSample, detection_splits, ocr_splits, read_ocr_csv
 from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, PAD
-from alprd.recognition.preprocess import crop_plate, ocr_input
+from alprd.recognition.preprocess import CROP_PAD_X, CROP_PAD_Y, crop_plate, iou, ocr_input
 from alprd.training.common import (
     RunRecord,
     export_onnx,
@@ -144,14 +144,56 @@ def synthetic_bank(n: int, cache: Path, workers: int, us_varied: float = 0.0) ->
     return images, texts
 
 
-def jitter_crop(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """Real crops come from a detector whose boxes wobble: shift/scale/rotate a little, then degrade."""
+def detector_framing(models: Path, scenes: list[SceneSample], cache: Path) -> np.ndarray:
+    """Where a detector's boxes fall around labelled plates: one row per plate it finds, the box's
+    (x1, y1, x2, y2) in units of the labelled box, which spans (0, 0)-(1, 1). Measured once per run."""
+    if cache.exists():
+        return np.load(cache)
+    from alprd.recognition.manifest import load_entry
+    from alprd.recognition.onnx_models import OnnxPlateDetector
+
+    det = OnnxPlateDetector(load_entry(models, "plate_detector", "detector"))
+    rows = []
+    for scene in scenes:
+        found = det.detect(load_image(scene.image))
+        for b in scene.boxes:
+            w, h = b.x2 - b.x1, b.y2 - b.y1
+            box = max(found, key=lambda d: iou((b.x1, b.y1, b.x2, b.y2), d.box), default=None)
+            if w < 8 or h < 4 or box is None or iou((b.x1, b.y1, b.x2, b.y2), box.box) <= 0.3:
+                continue
+            x1, y1, x2, y2 = box.box
+            rows.append(((x1 - b.x1) / w, (y1 - b.y1) / h, (x2 - b.x1) / w, (y2 - b.y1) / h))
+    framing = np.array(rows, np.float32).reshape(-1, 4)
+    np.save(cache, framing)
+    return framing
+
+
+def frame_like_daemon(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray) -> np.ndarray:
+    """A crop cut at the plate's edge, framed as the daemon frames a plate: a detector box drawn from
+    `framing`, widened by crop_plate's padding; edge pixels repeat where it leaves the crop."""
+    h, w = img.shape[:2]
+    fx1, fy1, fx2, fy2 = framing[rng.integers(len(framing))]
+    px, py = (fx2 - fx1) * CROP_PAD_X, (fy2 - fy1) * CROP_PAD_Y
+    x1, x2 = round((fx1 - px) * w), round((fx2 + px) * w)
+    y1, y2 = round((fy1 - py) * h), round((fy2 + py) * h)
+    x1, y1 = max(-w, x1), max(-h, y1)
+    x2, y2 = min(2 * w, max(x2, x1 + 8)), min(2 * h, max(y2, y1 + 4))
+    big = cv2.copyMakeBorder(img, h, h, w, w, cv2.BORDER_REPLICATE)
+    return big[y1 + h:y2 + h, x1 + w:x2 + w]
+
+
+def jitter_crop(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray | None = None) -> np.ndarray:
+    """Real crops come from a detector whose boxes wobble: shift/scale/rotate a little, then degrade.
+    With `framing`, the wobble is a measured detector's (frame_like_daemon) and only rotation is added."""
+    if framing is not None:
+        img = frame_like_daemon(rng, img, framing)
     h, w = img.shape[:2]
     ang = rng.uniform(-4, 4)
-    sc = rng.uniform(0.88, 1.08)
+    sc = 1.0 if framing is not None else rng.uniform(0.88, 1.08)
     M = cv2.getRotationMatrix2D((w / 2, h / 2), ang, sc)
-    M[0, 2] += rng.uniform(-0.05, 0.05) * w
-    M[1, 2] += rng.uniform(-0.07, 0.07) * h
+    if framing is None:
+        M[0, 2] += rng.uniform(-0.05, 0.05) * w
+        M[1, 2] += rng.uniform(-0.07, 0.07) * h
     out = cv2.warpAffine(img, M, (w, h), borderMode=cv2.BORDER_REPLICATE)
     from alprd.synth.plates import degrade
 
@@ -162,8 +204,6 @@ def scene_crops(data: Path, out: Path, limit: int = 0) -> list[CropSample]:
     """Plates cut (with a margin, as the detector would) from the detector's training scenes, never
     its dev scenes: real plates of many countries, sizes and lights that the crop sets lack. Cut once
     and cached under <out>/scene_crops."""
-    from alprd.datasets import detection_splits
-
     folder = out / "scene_crops"
     folder.mkdir(parents=True, exist_ok=True)
     crops: list[CropSample] = []
@@ -374,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="a models folder (the shipped one) whose reader vets labels: teacher pseudo-labels it "
                          "reads otherwise, and labelled crops it and the teacher both read as one other text "
                          "(needs --teacher), are left out")
+    ap.add_argument("--frame-with", type=Path, metavar="MODELS_DIR",
+                    help="frame the labelled crops (cut at the plate's edge) as the daemon would with this "
+                         "folder's detector: its box errors on the training scenes, then the crop padding")
+    ap.add_argument("--frame-share", type=float, default=0.7,
+                    help="with --frame-with: share of the labelled crops framed so; the rest keep the plain jitter")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
@@ -430,8 +475,17 @@ def main(argv: list[str] | None = None) -> int:
 
     # Real crops are shrunk once to a little over the model's input: augmenting full-size crops
     # every step cost more than the network itself.
-    real = [(cv2.resize(load_image(s.image), (W + 16, H + 8), interpolation=cv2.INTER_AREA), s.text)
-            for s in train + pseudo if len(s.text) <= SLOTS]
+    # The crop sets are cut at the plate's edge; scene crops already carry crop_plate's framing.
+    cut_by_crop_plate = {s.image for s in scenes}
+    real = [(cv2.resize(load_image(s.image), (W + 16, H + 8), interpolation=cv2.INTER_AREA), s.text,
+             s.image not in cut_by_crop_plate) for s in train + pseudo if len(s.text) <= SLOTS]
+    framing = None
+    if args.frame_with:
+        scenes_limit = args.limit or 800
+        framing = detector_framing(args.frame_with, detection_splits(args.data)["train"][:scenes_limit],
+                                   args.out / "framing.npy")
+        print(f"framing: {len(framing)} detector boxes around labelled plates", flush=True)
+        rec.set("framing", {"models": str(args.frame_with), "boxes": len(framing), "share": args.frame_share})
     dev = {k: [(load_image(s.image), s.text) for s in splits[k]] for k in ("us_dev", "br_dev")}
     t0 = time.time()
     syn_img, syn_txt = synthetic_bank(args.synthetic, args.out / "synthetic.npz", args.workers, args.us_varied)
@@ -439,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     syn_lab = np.stack([encode(t) for t in syn_txt])
     if args.distill:
         t0 = time.time()
-        bank_img, bank_lab, bank_soft = real_bank(real, args.distill_variants, Teacher(args.teacher),
+        bank_img, bank_lab, bank_soft = real_bank([(i, t) for i, t, _ in real], args.distill_variants, Teacher(args.teacher),
                                                   args.out / "real_bank.npz", args.workers)
         # Where the teacher misreads a copy (often one the jitter cut a character off), its soft
         # reading would argue with the label: those copies keep the label alone.
@@ -489,8 +543,9 @@ def main(argv: list[str] | None = None) -> int:
             labs += list(bank_lab[bi])
         else:
             for i in rng.integers(len(real), size=args.batch - n_syn):
-                img, text = real[i]
-                imgs.append(jitter_crop(rng, img))
+                img, text, tight = real[i]
+                framed = framing is not None and tight and rng.random() < args.frame_share
+                imgs.append(jitter_crop(rng, img, framing if framed else None))
                 labs.append(encode(text))
         x = torch.from_numpy(ocr_input(imgs, H, W))
         y = torch.from_numpy(np.stack(labs))

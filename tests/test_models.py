@@ -140,7 +140,7 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
               "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40",
               "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--scene-crops", "--us-repeat", "2",
               "--teacher", str(TEACHER), "--distill", "1", "--distill-variants", "2", "--vet-with", str(REPO / "models"),
-              "--frame-with", str(REPO / "models"), "--export", str(models / "plate_ocr.onnx"))
+              "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "scene crops" in r.stdout and any((tmp_path / "ocr" / "scene_crops").glob("*.png"))
     bank = np.load(tmp_path / "ocr" / "real_bank.npz")
@@ -149,7 +149,6 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
     ocr_record = json.loads((tmp_path / "ocr" / "run.json").read_text())
     assert ocr_record["real_bank"]["teacher_agrees"] > 0.5
     assert ocr_record["vetted"]["pseudo_dropped"] >= 0 and "vetted with" in r.stdout
-    assert ocr_record["framing"]["boxes"] > 10 and (tmp_path / "ocr" / "framing.npy").exists()
     r = alprd("train", "detector", "--data", str(DATA), "--out", str(tmp_path / "det"), "--steps", "2",
               "--batch", "2", "--faces", "4", "--eval-every", "2", "--eval-limit", "3", "--limit", "10",
               "--init-onnx", str(REPO / "models" / "plate_detector.onnx"),
@@ -215,10 +214,16 @@ def test_a_new_head_starts_from_the_shipped_backbone_and_exports(tmp_path):
     models = tmp_path / "models"
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2", "--batch", "8",
               "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40", "--head", "slots",
-              "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--export", str(models / "plate_ocr.onnx"))
+              "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--frame-with", str(REPO / "models"),
+              "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
     record = json.loads((tmp_path / "ocr" / "run.json").read_text())
     assert record["exported"] and record["init_onnx"]["dev"]["br_dev"] < 0.2  # its head did start new
+    assert record["framing"]["boxes"] > 10 and (tmp_path / "ocr" / "framing.npy").exists()
+    # Framing has nothing to act on in distillation, whose jittered copies are made once: refused.
+    r = alprd("train", "ocr", "--out", str(tmp_path / "x"), "--frame-with", "models", "--distill", "1",
+              "--teacher", str(TEACHER))
+    assert r.returncode != 0 and "--frame-with: not with --distill" in r.stderr and "Traceback" not in r.stderr
     # Resuming with another head is refused in one line.
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "3", "--limit", "40",
               "--synthetic", "16", "--workers", "1", "--head", "attn")

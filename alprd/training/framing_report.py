@@ -10,7 +10,6 @@ errors the folder's own detector makes on the dev scenes, a few draws per crop.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,7 @@ from alprd.training.train_ocr import detector_framing, frame_like_daemon
 
 
 def framed_accuracy(models: Path, data: Path, draws: int = 4, seed: int = 5) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        framing = detector_framing(models, detection_splits(data)["dev"], Path(tmp) / "framing.npy")
+    framing = detector_framing(models, detection_splits(data)["dev"])
     ocr = OnnxPlateOCR(load_entry(models, "plate_ocr", "ocr"))
     out: dict[str, float] = {"boxes": float(len(framing))}
     for split in ("us_dev", "br_dev"):

@@ -144,10 +144,10 @@ def synthetic_bank(n: int, cache: Path, workers: int, us_varied: float = 0.0) ->
     return images, texts
 
 
-def detector_framing(models: Path, scenes: list[SceneSample], cache: Path) -> np.ndarray:
+def detector_framing(models: Path, scenes: list[SceneSample], cache: Path | None = None) -> np.ndarray:
     """Where a detector's boxes fall around labelled plates: one row per plate it finds, the box's
     (x1, y1, x2, y2) in units of the labelled box, which spans (0, 0)-(1, 1). Measured once per run."""
-    if cache.exists():
+    if cache is not None and cache.exists():
         return np.load(cache)
     from alprd.recognition.manifest import load_entry
     from alprd.recognition.onnx_models import OnnxPlateDetector
@@ -164,7 +164,11 @@ def detector_framing(models: Path, scenes: list[SceneSample], cache: Path) -> np
             x1, y1, x2, y2 = box.box
             rows.append(((x1 - b.x1) / w, (y1 - b.y1) / h, (x2 - b.x1) / w, (y2 - b.y1) / h))
     framing = np.array(rows, np.float32).reshape(-1, 4)
-    np.save(cache, framing)
+    if not len(framing):
+        raise UserError(f"{models}: its detector found none of the {len(scenes)} scenes' labelled plates, "
+                        "so there is no framing to learn from")
+    if cache is not None:
+        np.save(cache, framing)
     return framing
 
 
@@ -432,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.distill and (not args.teacher or args.head == "ctc"):
         raise UserError("--distill: needs --teacher and a slot head, slots or attn (the teacher reads in slots)")
+    if args.frame_with and args.distill:
+        raise UserError("--frame-with: not with --distill, whose jittered copies are made once, unframed")
+    if not 0 <= args.frame_share <= 1:
+        raise UserError(f"--frame-share {args.frame_share}: give a share of the labelled crops, 0..1")
     if args.init_onnx and args.head == "ctc":
         raise UserError(f"--init-onnx {args.init_onnx}: only a slots or attn reader can be warm-started")
     torch.set_num_threads(args.threads)
@@ -493,8 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     syn_lab = np.stack([encode(t) for t in syn_txt])
     if args.distill:
         t0 = time.time()
-        bank_img, bank_lab, bank_soft = real_bank([(i, t) for i, t, _ in real], args.distill_variants, Teacher(args.teacher),
-                                                  args.out / "real_bank.npz", args.workers)
+        bank_img, bank_lab, bank_soft = real_bank([(i, t) for i, t, _ in real], args.distill_variants,
+                                                  Teacher(args.teacher), args.out / "real_bank.npz", args.workers)
         # Where the teacher misreads a copy (often one the jitter cut a character off), its soft
         # reading would argue with the label: those copies keep the label alone.
         bank_agree = np.array([decode(s.argmax(-1)) == decode(y) for s, y in zip(bank_soft, bank_lab)])

@@ -25,8 +25,9 @@ def framed_accuracy(models: Path, data: Path, draws: int = 4, seed: int = 5) -> 
     framing = detector_framing(models, detection_splits(data)["dev"])
     ocr = OnnxPlateOCR(load_entry(models, "plate_ocr", "ocr"))
     out: dict[str, float] = {"boxes": float(len(framing))}
+    splits = ocr_splits(data)
     for split in ("us_dev", "br_dev"):
-        crops = [c for c in ocr_splits(data)[split] if c.text]
+        crops = [c for c in splits[split] if c.text]
         rng = np.random.default_rng(seed)
         tight = framed = 0
         for c in crops:

@@ -149,29 +149,32 @@ def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0) ->
 def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: str = "all",
              shrink_to: float | None = None, margin: float = 0.0) -> int:
     rec = Recognizer.from_config(models)
-    if margin and dataset.is_dir() or dataset.is_file() and margin and _csv_kind(dataset) == "detection":
+    if dataset.is_dir():
+        kind = "benchmark"
+    elif dataset.suffix.lower() == ".csv" and dataset.is_file():
+        kind = _csv_kind(dataset)
+    else:
+        raise UserError(f"{dataset}: not a folder or a .csv file")
+    if margin and kind != "ocr":
         raise UserError(f"--margin {margin}: only for a crop CSV (image,text); {dataset} holds scenes, whose "
                         "plates the detector frames itself")
-    if dataset.is_dir():
+    if kind == "benchmark":
         scenes = read_openalpr_benchmark(dataset)
         if not scenes:
             raise UserError(f"{dataset}: no IMAGE.txt label files found (OpenALPR benchmark layout)")
         result = {"dataset": str(dataset), "kind": "scenes", **eval_scenes(rec, scenes, shrink_to)}
-    elif dataset.suffix.lower() == ".csv" and dataset.is_file():
-        if _csv_kind(dataset) == "detection":
-            scenes = _split_scenes(read_detection_csv(dataset), split, dataset)
-            result = {"dataset": str(dataset), "split": split, "kind": "scenes", **eval_scenes(rec, scenes, shrink_to)}
-            if shrink_to:
-                result["shrunk_to_px"] = shrink_to
-        else:
-            crops = [c for c in read_ocr_csv(dataset) if c.text]
-            if split != "all":
-                crops = [c for c in crops if is_held_out(c.group) == (split == "dev")]
-            result = {"dataset": str(dataset), "split": split, "kind": "crops", **eval_crops(rec, crops, margin)}
-            if margin:
-                result["margin"] = margin
+    elif kind == "detection":
+        scenes = _split_scenes(read_detection_csv(dataset), split, dataset)
+        result = {"dataset": str(dataset), "split": split, "kind": "scenes", **eval_scenes(rec, scenes, shrink_to)}
+        if shrink_to:
+            result["shrunk_to_px"] = shrink_to
     else:
-        raise UserError(f"{dataset}: not a folder or a .csv file")
+        crops = [c for c in read_ocr_csv(dataset) if c.text]
+        if split != "all":
+            crops = [c for c in crops if is_held_out(c.group) == (split == "dev")]
+        result = {"dataset": str(dataset), "split": split, "kind": "crops", **eval_crops(rec, crops, margin)}
+        if margin:
+            result["margin"] = margin
     result["models"] = rec.model_versions
     _print_table(result)
     if json_out:

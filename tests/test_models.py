@@ -65,12 +65,13 @@ def test_read_finds_and_reads_synthetic_plates(tmp_path):
     assert exact / 36 >= READ_EXACT_MIN, f"read {exact}/36 exactly"
 
 
-# Measured with detector 0.3.0 + reader 0.4.2 and its int8 0.4.3 alike (see models/MODEL_CARD.md): 35/36
-# found, 33/36 read exactly (34 and 29 on two other draws; reader 0.4.1: 33, 31 and 29; with detector 0.2.0 and reader
-# 0.4.1: 29/36 here; reader 0.3.0: 19/36). Set under the measured rates, so a reader that loses five
-# plates fails; raise them with better models.
+# Measured with detector 0.3.0 + reader 0.5.0 (see models/MODEL_CARD.md): 35/36 found, 34/36 read exactly
+# (33 and 32 on two other draws). With 0.4.2 and its int8 0.4.3 alike: 33/36 (34 and 29 on two other
+# draws; reader 0.4.1: 33, 31 and 29; with detector 0.2.0 and reader 0.4.1: 29/36 here; reader 0.3.0:
+# 19/36). Set under the measured rates, so a reader that loses five plates fails; raise them with
+# better models.
 READ_FOUND_MIN = 0.9
-READ_EXACT_MIN = 0.8
+READ_EXACT_MIN = 0.83
 
 
 def test_read_reports_unreadable_image(tmp_path):
@@ -263,7 +264,8 @@ def test_a_fine_grid_reader_starts_from_the_coarse_one_and_is_recognised_again(t
     # The stretched embedding keeps the coarse one's values (bilinear at 2x: between two columns).
     assert torch.allclose(fine.pos.view(4, 32, -1).mean(1), coarse.pos.view(4, 16, -1).mean(1), atol=1e-5)
     warm, fresh = right(fine), right(make_net("attn-fine"))
-    assert warm >= 16 and fresh <= 2, (warm, fresh)
+    # Stretched from reader 0.5.0 it reads 14 of the 48 before any training; a fresh net reads none.
+    assert warm >= 10 and fresh <= 2, (warm, fresh)
 
     save_checkpoint(tmp_path / "fine.pt", model=fine.state_dict(), head="attn-fine")
     export_ocr(tmp_path / "fine.pt", tmp_path / "fine.onnx")
@@ -325,8 +327,6 @@ def _synthetic_crops(n: int, seed: int) -> list[tuple[np.ndarray, str]]:
 
 def test_shipped_int8_reader_reads_as_its_float_original():
     """The unit runs the int8 reader; it must read what the float reader it came from reads."""
-    from dataclasses import replace
-
     from alprd.recognition.manifest import sha256_of
 
     entry = load_entry(REPO / "models", "plate_ocr", "ocr")
@@ -335,7 +335,9 @@ def test_shipped_int8_reader_reads_as_its_float_original():
     listed = next(m for m in manifest["models"] if m["name"] == "plate_ocr")["quantized_from"]
     assert listed["sha256"] == sha256_of(REPO / "models" / listed["file"])
     int8 = OnnxPlateOCR(entry)
-    fp32 = OnnxPlateOCR(replace(entry, path=REPO / "models" / entry.quantized_from))
+    original = entry.float_original()
+    assert original is not None and original.path == REPO / "models" / "plate_ocr.onnx"
+    fp32 = OnnxPlateOCR(original)
     crops = _synthetic_crops(120, seed=31)
     a = int8.read([c for c, _ in crops])
     b = fp32.read([c for c, _ in crops])
@@ -352,8 +354,8 @@ def test_quantize_tool_writes_an_int8_reader_the_manifest_prefers(tmp_path):
     models.mkdir()
     shutil.copy(REPO / "models" / "plate_ocr.onnx", models / "plate_ocr.onnx")
     r = subprocess.run([sys.executable, "-m", "alprd.training.quantize_ocr", str(models / "plate_ocr.onnx"),
-                        str(models / "plate_ocr_int8.onnx"), "--data", str(DATA), "--crops", "24"],
-                       capture_output=True, text=True, cwd=REPO, timeout=300)
+                        str(models / "plate_ocr_int8.onnx"), "--data", str(DATA), "--crops", "24",
+                        "--frame-with", str(REPO / "models")], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     ops = {n.op_type for n in onnx.load(str(models / "plate_ocr_int8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -379,6 +381,26 @@ def test_quantize_tool_writes_an_int8_reader_the_manifest_prefers(tmp_path):
     r = subprocess.run([sys.executable, "-m", "alprd.training.quantize_ocr", str(tmp_path / "nope.onnx"),
                         str(tmp_path / "out.onnx"), "--data", str(DATA)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "nope.onnx: no such ONNX file" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "alprd.training.quantize_ocr", str(models / "plate_ocr.onnx"),
+                        str(tmp_path / "out.onnx"), "--data", str(DATA), "--frame-with", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "--frame-with" in r.stderr and "no manifest.json" in r.stderr, r.stderr[-500:]
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def test_calibration_crops_are_half_framed_as_the_daemon_frames_plates():
+    """With a detector to frame them, the second half of the calibration crops carry its box errors
+    and crop_plate's padding; the first half stay the tight crops, in the same order."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime.quantization")
+    from alprd.training.quantize_ocr import calibration_crops
+
+    tight = calibration_crops(DATA, 16)
+    mixed = calibration_crops(DATA, 16, frame_with=REPO / "models")
+    assert tight.shape == mixed.shape == (16, 1, 64, 128)
+    assert np.array_equal(tight[:8], mixed[:8])
+    assert all(not np.array_equal(a, b) for a, b in zip(tight[8:], mixed[8:]))
 
 
 def test_crops_cut_at_the_edge_are_framed_as_the_daemon_frames_plates(tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"detector  input {width:4d}x{det.input_size(1920, 1080)[1]:<4d}  {med:7.2f} ms  p95 {p95:7.2f} ms")
     entry = load_entry(models, "plate_ocr", "ocr")
     readers = [("ocr", entry)]
-    if entry.quantized_from:  # the float reader it came from, timed in the same run for the ratio
-        readers.append(("ocr float", replace(entry, path=entry.path.parent / entry.quantized_from)))
+    original = entry.float_original()
+    if original:  # the float reader it came from, timed in the same run for the ratio
+        readers.append(("ocr float", original))
     crop = frame[box[1]:box[3], box[0]:box[2]]
     for label, e in readers:
         ocr = OnnxPlateOCR(e, intra_op_threads=args.threads)

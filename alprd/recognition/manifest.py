@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,13 @@ class ModelEntry:
     @property
     def tag(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def float_original(self) -> ModelEntry | None:
+        """The float model an int8 one was quantized from, as an entry of its own (None if not int8)."""
+        if not self.quantized_from:
+            return None
+        path = self.path.parent / self.quantized_from
+        return replace(self, path=path, sha256=sha256_of(path), quantized_from="")
 
 
 def default_models_dir() -> Path:

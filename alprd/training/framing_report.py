@@ -32,9 +32,9 @@ def framed_accuracy(models: Path, data: Path, draws: int = 4, seed: int = 5) -> 
         tight = framed = 0
         for c in crops:
             img = load_image(c.image)
-            tight += ocr.read([img])[0].text == c.text
-            framed += sum(r.text == c.text for r in ocr.read([frame_like_daemon(rng, img, framing)
-                                                                for _ in range(draws)]))
+            reads = ocr.read([img] + [frame_like_daemon(rng, img, framing) for _ in range(draws)])
+            tight += reads[0].text == c.text
+            framed += sum(r.text == c.text for r in reads[1:])
         out[f"{split}_tight"] = tight / max(1, len(crops))
         out[f"{split}_framed"] = framed / max(1, draws * len(crops))
     return out

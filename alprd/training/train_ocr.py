@@ -17,7 +17,7 @@ from torch import nn
 from alprd.datasets import CropSample, SceneSample, detection_splits, ocr_splits, read_ocr_csv
 from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, PAD
-from alprd.recognition.preprocess import CROP_PAD_X, CROP_PAD_Y, crop_plate, iou, ocr_input
+from alprd.recognition.preprocess import crop_plate, iou, ocr_input
 from alprd.training.common import (
     RunRecord,
     export_onnx,
@@ -30,6 +30,7 @@ from alprd.training.common import (
 from alprd.training.nets import PlateOcrAttnNet, PlateOcrCtcNet, PlateOcrExport, PlateOcrNet, attn_grid
 
 H, W, SLOTS = 64, 128, 10
+FRAMING_SCENES = 800  # training scenes a detector's box errors are measured on (--frame-with)
 CHARS = ALPHABET + PAD
 
 
@@ -158,10 +159,11 @@ def detector_framing(models: Path, scenes: list[SceneSample], cache: Path | None
         found = det.detect(load_image(scene.image))
         for b in scene.boxes:
             w, h = b.x2 - b.x1, b.y2 - b.y1
-            box = max(found, key=lambda d: iou((b.x1, b.y1, b.x2, b.y2), d.box), default=None)
-            if w < 8 or h < 4 or box is None or iou((b.x1, b.y1, b.x2, b.y2), box.box) <= 0.3:
+            label = (b.x1, b.y1, b.x2, b.y2)
+            overlap, box = max(((iou(label, d.box), d.box) for d in found), key=lambda t: t[0], default=(0.0, None))
+            if w < 8 or h < 4 or box is None or overlap <= 0.3:
                 continue
-            x1, y1, x2, y2 = box.box
+            x1, y1, x2, y2 = box
             rows.append(((x1 - b.x1) / w, (y1 - b.y1) / h, (x2 - b.x1) / w, (y2 - b.y1) / h))
     framing = np.array(rows, np.float32).reshape(-1, 4)
     if not len(framing):
@@ -177,13 +179,10 @@ def frame_like_daemon(rng: np.random.Generator, img: np.ndarray, framing: np.nda
     `framing`, widened by crop_plate's padding; edge pixels repeat where it leaves the crop."""
     h, w = img.shape[:2]
     fx1, fy1, fx2, fy2 = framing[rng.integers(len(framing))]
-    px, py = (fx2 - fx1) * CROP_PAD_X, (fy2 - fy1) * CROP_PAD_Y
-    x1, x2 = round((fx1 - px) * w), round((fx2 + px) * w)
-    y1, y2 = round((fy1 - py) * h), round((fy2 + py) * h)
-    x1, y1 = max(-w, x1), max(-h, y1)
-    x2, y2 = min(2 * w, max(x2, x1 + 8)), min(2 * h, max(y2, y1 + 4))
+    x1, y1 = max(0, round(fx1 * w) + w), max(0, round(fy1 * h) + h)
+    x2, y2 = min(3 * w, max(round(fx2 * w) + w, x1 + 8)), min(3 * h, max(round(fy2 * h) + h, y1 + 4))
     big = cv2.copyMakeBorder(img, h, h, w, w, cv2.BORDER_REPLICATE)
-    return big[y1 + h:y2 + h, x1 + w:x2 + w]
+    return crop_plate(big, (x1, y1, x2, y2))
 
 
 def jitter_crop(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray | None = None) -> np.ndarray:
@@ -489,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
              s.image not in cut_by_crop_plate) for s in train + pseudo if len(s.text) <= SLOTS]
     framing = None
     if args.frame_with:
-        scenes_limit = args.limit or 800
+        scenes_limit = args.limit or FRAMING_SCENES
         framing = detector_framing(args.frame_with, detection_splits(args.data)["train"][:scenes_limit],
                                    args.out / "framing.npy")
         print(f"framing: {len(framing)} detector boxes around labelled plates", flush=True)

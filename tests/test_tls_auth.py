@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -149,15 +150,30 @@ def test_connects_once_the_broker_accepts_the_password(tmp_path, tls_broker, sub
     """A refusal is not final: when the broker's password file is fixed, the daemon gets in on a
     later retry and delivers everything it spooled meanwhile."""
     broker, ca = tls_broker
-    d = daemons(_config(tmp_path, broker.port, models_dir, traffic_video[0], ca, "new-" + PASSWORD), "--until-sources-end")
+    spool = tmp_path / "unit" / "spool.db"
+    # No --until-sources-end: like a unit, the daemon stays up, so the end of the short clip cannot win
+    # a race against the broker's restart (with the flag the daemon would rightly stop, reads spooled).
+    d = daemons(_config(tmp_path, broker.port, models_dir, traffic_video[0], ca, "new-" + PASSWORD))
     assert d.wait_output(lambda p: p.lines("refused the connection"), 30), d.output[-4000:]
+    assert _wait(lambda: spool_rows(spool), 60), "no read was spooled while the broker refused the daemon"
     passwd = tmp_path / "pki" / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", str(passwd), USER, "new-" + PASSWORD], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     broker.stop()
     broker.start()
     sub = subscriber_factory(broker.port, auth=(USER, "new-" + PASSWORD), ca_certs=str(ca))
-    assert d.wait(180) == 0, d.output[-4000:]
+    assert d.wait_output(lambda p: p.lines("mqtt: connected to"), 60), d.output[-4000:]
+    assert _wait(lambda: not spool_rows(spool), 30), "reads left undelivered in the spool"
+    d.terminate()
+    assert d.wait(30) == 0, d.output[-4000:]
     assert sub.wait_for(lambda s: any(st["online"] is False for st in statuses(s)), 20), d.output[-4000:]
-    assert d.lines("mqtt: connected to"), d.output[-4000:]
-    assert not spool_rows(tmp_path / "unit" / "spool.db"), "reads left undelivered in the spool"
+    assert not spool_rows(spool), "reads left undelivered in the spool"
+
+
+def _wait(condition: Callable[[], object], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False

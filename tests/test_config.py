@@ -164,6 +164,7 @@ def test_bad_unit_id(tmp_path, bad):
         ("mqtt", "topic_prefix", "a/#", "mqtt.topic_prefix"),
         ("models", "detector_input_width", 650, "models.detector_input_width"),
         ("models", "min_read_confidence", 1.5, "models.min_read_confidence"),
+        ("models", "reread_below", -0.1, "models.reread_below"),
         ("mqtt", "keepalive_s", 0, "mqtt.keepalive_s"),
         ("mqtt", "max_inflight", 0, "mqtt.max_inflight"),
         ("models", "intra_op_threads", -1, "models.intra_op_threads"),

@@ -74,6 +74,33 @@ READ_FOUND_MIN = 0.9
 READ_EXACT_MIN = 0.83
 
 
+def test_second_look_reads_plates_the_detector_framed_loosely():
+    """A box much bigger than the plate (the detector errs both ways) shrinks the characters and
+    brings in the bumper; the second look reads such plates again from a tighter box. Measured
+    with the shipped models on these 48 stills: one look 27, second look 41 (exact boxes: 46, 46)."""
+    from alprd.config import ModelsConfig
+    from alprd.recognition.recognizer import Recognizer, Timings
+
+    once = Recognizer.from_config(ModelsConfig(min_read_confidence=0.0, reread_below=0.0))
+    twice = Recognizer.from_config(ModelsConfig(min_read_confidence=0.0))
+    rng = np.random.default_rng(77)
+    layouts = ["us", "eu", "br", "mercosur", "us2", "eu2"]
+    loose = {"once": 0, "twice": 0}
+    exact = {"once": 0, "twice": 0}
+    tm = Timings()
+    for i in range(48):
+        frame, text, (x1, y1, x2, y2) = render_still(rng, 1280, 720, layouts[i % len(layouts)])
+        w, h = x2 - x1, y2 - y1
+        big = (x1 - round(0.2 * w), y1 - round(0.3 * h), x2 + round(0.2 * w), y2 + round(0.3 * h))
+        for name, rec in (("once", once), ("twice", twice)):
+            loose[name] += rec.read_boxes(frame, [big], tm if rec is twice else None)[0].text == text
+            exact[name] += rec.read_boxes(frame, [(x1, y1, x2, y2)])[0].text == text
+    print(f"loose boxes: {loose}, exact boxes: {exact}, second looks {tm.rereads}/{tm.plates}")
+    assert loose["twice"] >= loose["once"] + 10, loose
+    assert exact["twice"] >= exact["once"] - 1, exact  # a sure first read is kept, so little can be lost
+    assert 0 < tm.rereads < tm.plates  # only the unsure plates are read again
+
+
 def test_read_reports_unreadable_image(tmp_path):
     bad = tmp_path / "notimage.jpg"
     bad.write_text("this is not a picture")

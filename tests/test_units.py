@@ -20,7 +20,16 @@ from alprd.publish.payload import SCHEMA, encode, iso_ms, read_payload, uuid7
 from alprd.publish.spool import Spool
 from alprd.recognition.base import ALPHABET, PAD, PlateRead, PlateText
 from alprd.recognition.manifest import ModelEntry, default_models_dir, load_entry, sha256_of
-from alprd.recognition.preprocess import CROP_PAD_X, CROP_PAD_Y, crop_plate, decode_centers, iou, letterbox, ocr_input
+from alprd.recognition.preprocess import (
+    CROP_PAD_X,
+    CROP_PAD_Y,
+    crop_plate,
+    decode_centers,
+    iou,
+    letterbox,
+    ocr_input,
+    resize_box,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_FILE = REPO / "alprd" / "schema" / "read-v1.schema.json"
@@ -162,6 +171,17 @@ def test_crop_plate_clamps_to_the_frame(box, expect):
 
 
 # --- ocr_input ----------------------------------------------------------------------------------
+
+
+def test_resize_box_grows_and_shrinks_each_side_by_a_share_of_the_box():
+    assert resize_box((100, 50, 200, 90), 0.08, 0.10) == (92, 46, 208, 94)
+    assert resize_box((100, 50, 200, 90), -0.08, -0.10) == (108, 54, 192, 86)
+    # Shrinking a tiny box may not turn it inside out: that side is kept as it was.
+    assert resize_box((10, 10, 14, 12), -0.4, -0.4) == (10, 10, 14, 12)
+    # Growing past the frame is left to crop_plate, which clips: (-10, -4, 60, 24) padded by 4 and 3 px.
+    grown = resize_box((0, 0, 50, 20), 0.2, 0.2)
+    assert grown == (-10, -4, 60, 24)
+    assert crop_plate(np.zeros((100, 100, 3), np.uint8), grown).shape[:2] == (27, 64)
 
 
 def test_ocr_input_shape_dtype_and_grey():

@@ -23,6 +23,19 @@ def crop_plate(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return frame[ya:yb, xa:xb]
 
 
+def resize_box(box: tuple[int, int, int, int], grow_x: float, grow_y: float) -> tuple[int, int, int, int]:
+    """The box with grow_x of its width and grow_y of its height added on each side (negative
+    shrinks it); never narrower than 4 px or lower than 2 px. crop_plate clips it to the frame."""
+    x1, y1, x2, y2 = box
+    dx, dy = round((x2 - x1) * grow_x), round((y2 - y1) * grow_y)
+    x1, y1, x2, y2 = x1 - dx, y1 - dy, x2 + dx, y2 + dy
+    if x2 - x1 < 4:
+        x1, x2 = box[0], box[2]
+    if y2 - y1 < 2:
+        y1, y2 = box[1], box[3]
+    return x1, y1, x2, y2
+
+
 def ocr_input(crops: list[np.ndarray], height: int, width: int) -> np.ndarray:
     """BGR crops -> float32 [N, 1, H, W] grey, 0..255 (the model normalises)."""
     out = np.empty((len(crops), 1, height, width), np.float32)

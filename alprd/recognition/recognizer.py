@@ -9,24 +9,35 @@ from pathlib import Path
 import numpy as np
 
 from alprd.config import ModelsConfig
-from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateRead
+from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateRead, PlateText
 from alprd.recognition.manifest import default_models_dir, load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR
-from alprd.recognition.preprocess import crop_plate, iou
+from alprd.recognition.preprocess import crop_plate, iou, resize_box
+
+# The second look: the detector's box edges are off by about 7 % of the plate's width and 8 % of its
+# height (one standard deviation, measured on the dev scenes), enough to cut a character off or to
+# bring in the bumper. A plate read with less than `reread_below` mean character confidence is read
+# again from a wider and a tighter box (these shares added on each side) and the surest read is kept.
+# Shrinking by 8 % read as many framed dev crops but cut edge characters off more synthetic stills.
+REREAD_BOXES = ((0.08, 0.10), (-0.04, -0.05))
 
 
 @dataclass
 class Timings:
     detect_ms: float = 0.0
     ocr_ms: float = 0.0
+    plates: int = 0
+    rereads: int = 0  # plates read a second time (from two more boxes)
 
 
 class Recognizer:
-    def __init__(self, detector: PlateDetector, ocr: PlateOCR, min_confidence: float = 0.5, min_chars: int = 3):
+    def __init__(self, detector: PlateDetector, ocr: PlateOCR, min_confidence: float = 0.5, min_chars: int = 3,
+                 reread_below: float = ModelsConfig.reread_below):
         self.detector = detector
         self.ocr = ocr
         self.min_confidence = min_confidence
         self.min_chars = min_chars
+        self.reread_below = reread_below
 
     @classmethod
     def from_config(cls, cfg: ModelsConfig) -> Recognizer:
@@ -34,7 +45,7 @@ class Recognizer:
         det = OnnxPlateDetector(load_entry(models_dir, cfg.detector, "detector"), cfg.providers,
                                 cfg.intra_op_threads, cfg.detector_input_width, cfg.detection_threshold)
         ocr = OnnxPlateOCR(load_entry(models_dir, cfg.ocr, "ocr"), cfg.providers, cfg.intra_op_threads)
-        return cls(det, ocr, cfg.min_read_confidence, cfg.min_plate_chars)
+        return cls(det, ocr, cfg.min_read_confidence, cfg.min_plate_chars, cfg.reread_below)
 
     @property
     def model_versions(self) -> dict[str, str]:
@@ -57,7 +68,7 @@ class Recognizer:
             found = [d for r in regions for d in self.detector.detect(frame, r)]  # type: ignore[call-arg]
             dets = _dedupe(sorted(found, key=lambda d: -d.confidence))
         t1 = time.perf_counter()
-        texts = self.ocr.read([crop_plate(frame, d.box) for d in dets])
+        texts = self.read_boxes(frame, [d.box for d in dets], timings)
         t2 = time.perf_counter()
         if timings is not None:
             timings.detect_ms += (t1 - t0) * 1000
@@ -68,6 +79,30 @@ class Recognizer:
             if t.confidence >= self.min_confidence and len(t.text) >= self.min_chars
         ]
         return dets, sorted(reads, key=lambda r: -r.confidence)
+
+
+    def read_boxes(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]],
+                   timings: Timings | None = None) -> list[PlateText]:
+        """The text of the plate in each box, with the second look for the ones the reader is unsure of."""
+        texts = self.ocr.read([crop_plate(frame, b) for b in boxes])
+        unsure = [i for i, t in enumerate(texts) if _sureness(t) < self.reread_below]
+        if timings is not None:
+            timings.plates += len(boxes)
+            timings.rereads += len(unsure)
+        if not unsure:
+            return texts
+        again = self.ocr.read([crop_plate(frame, resize_box(boxes[i], gx, gy)) for i in unsure for gx, gy in REREAD_BOXES])
+        n = len(REREAD_BOXES)
+        for k, i in enumerate(unsure):
+            # max keeps the first of equals: the detector's own box wins a tie.
+            texts[i] = max((texts[i], *again[k * n:(k + 1) * n]), key=_sureness)
+        return texts
+
+
+def _sureness(t: PlateText) -> float:
+    """Mean character confidence: it ranks two reads of one plate better than the weakest character,
+    which a single blurred character pins near the same value in both."""
+    return sum(t.char_confidences) / len(t.char_confidences) if t.char_confidences else 0.0
 
 
 def _dedupe(dets: list[Detection], iou_max: float = 0.5) -> list[Detection]:

@@ -174,15 +174,26 @@ def detector_framing(models: Path, scenes: list[SceneSample], cache: Path | None
     return framing
 
 
-def frame_like_daemon(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray) -> np.ndarray:
-    """A crop cut at the plate's edge, framed as the daemon frames a plate: a detector box drawn from
-    `framing`, widened by crop_plate's padding; edge pixels repeat where it leaves the crop."""
-    h, w = img.shape[:2]
+def daemon_box(rng: np.random.Generator, shape: tuple[int, ...], framing: np.ndarray) -> tuple[int, int, int, int]:
+    """A detector box drawn from `framing` around a crop cut at the plate's edge, in the coordinates
+    of that crop bordered on every side by its own size (`bordered`)."""
+    h, w = shape[:2]
     fx1, fy1, fx2, fy2 = framing[rng.integers(len(framing))]
     x1, y1 = max(0, round(fx1 * w) + w), max(0, round(fy1 * h) + h)
     x2, y2 = min(3 * w, max(round(fx2 * w) + w, x1 + 8)), min(3 * h, max(round(fy2 * h) + h, y1 + 4))
-    big = cv2.copyMakeBorder(img, h, h, w, w, cv2.BORDER_REPLICATE)
-    return crop_plate(big, (x1, y1, x2, y2))
+    return x1, y1, x2, y2
+
+
+def bordered(img: np.ndarray) -> np.ndarray:
+    """A crop with its edge pixels repeated for its own width and height on every side."""
+    h, w = img.shape[:2]
+    return cv2.copyMakeBorder(img, h, h, w, w, cv2.BORDER_REPLICATE)
+
+
+def frame_like_daemon(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray) -> np.ndarray:
+    """A crop cut at the plate's edge, framed as the daemon frames a plate: a detector box drawn from
+    `framing`, widened by crop_plate's padding; edge pixels repeat where it leaves the crop."""
+    return crop_plate(bordered(img), daemon_box(rng, img.shape, framing))
 
 
 def jitter_crop(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray | None = None) -> np.ndarray:

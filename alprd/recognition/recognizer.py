@@ -80,7 +80,6 @@ class Recognizer:
         ]
         return dets, sorted(reads, key=lambda r: -r.confidence)
 
-
     def read_boxes(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]],
                    timings: Timings | None = None) -> list[PlateText]:
         """The text of the plate in each box, with the second look for the ones the reader is unsure of."""

@@ -66,6 +66,7 @@ def test_read_finds_and_reads_synthetic_plates(tmp_path):
 
 
 # Measured with detector 0.3.0 + reader 0.5.0 (see models/MODEL_CARD.md): 35/36 found, 34/36 read exactly
+# with the daemon's second look and without it
 # (33 and 32 on two other draws). With 0.4.2 and its int8 0.4.3 alike: 33/36 (34 and 29 on two other
 # draws; reader 0.4.1: 33, 31 and 29; with detector 0.2.0 and reader 0.4.1: 29/36 here; reader 0.3.0:
 # 19/36). Set under the measured rates, so a reader that loses five plates fails; raise them with

@@ -26,6 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 
 
+def wait_until(pred: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll `pred` until it is true (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

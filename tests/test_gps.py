@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from conftest import write_config
+from conftest import wait_until, write_config
 
 from alprd.config import load_config
 from alprd.errors import ConfigError
@@ -32,15 +32,6 @@ T0 = calendar.timegm((2026, 11, 21, 10, 0, 0)) * 1000
 # The NMEA 0183 reference examples (checksums as published).
 RMC = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"
 GGA = "$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"
-
-
-def wait_until(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 # --- NMEA ----------------------------------------------------------------------------------------

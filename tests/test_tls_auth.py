@@ -7,11 +7,10 @@ import datetime
 import ipaddress
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import DaemonProcess
+from conftest import DaemonProcess, wait_until
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -155,7 +154,7 @@ def test_connects_once_the_broker_accepts_the_password(tmp_path, tls_broker, sub
     # a race against the broker's restart (with the flag the daemon would rightly stop, reads spooled).
     d = daemons(_config(tmp_path, broker.port, models_dir, traffic_video[0], ca, "new-" + PASSWORD))
     assert d.wait_output(lambda p: p.lines("refused the connection"), 30), d.output[-4000:]
-    assert _wait(lambda: spool_rows(spool), 60), "no read was spooled while the broker refused the daemon"
+    assert wait_until(lambda: spool_rows(spool), 60), "no read was spooled while the broker refused the daemon"
     passwd = tmp_path / "pki" / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", str(passwd), USER, "new-" + PASSWORD], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -163,17 +162,8 @@ def test_connects_once_the_broker_accepts_the_password(tmp_path, tls_broker, sub
     broker.start()
     sub = subscriber_factory(broker.port, auth=(USER, "new-" + PASSWORD), ca_certs=str(ca))
     assert d.wait_output(lambda p: p.lines("mqtt: connected to"), 60), d.output[-4000:]
-    assert _wait(lambda: not spool_rows(spool), 30), "reads left undelivered in the spool"
+    assert wait_until(lambda: not spool_rows(spool), 30), "reads left undelivered in the spool"
     d.terminate()
     assert d.wait(30) == 0, d.output[-4000:]
     assert sub.wait_for(lambda s: any(st["online"] is False for st in statuses(s)), 20), d.output[-4000:]
     assert not spool_rows(spool), "reads left undelivered in the spool"
-
-
-def _wait(condition: Callable[[], object], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False

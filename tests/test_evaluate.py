@@ -9,11 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_models import alprd
+from test_models import LAYOUTS, alprd
 
 from alprd.synth.video import render_still
-
-LAYOUTS = ["us", "eu", "br", "mercosur", "us2", "eu2"]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from alprd.synth.video import render_still
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 TEACHER = REPO.parent / "shared" / "teachers" / "cct_xs_v2_global.onnx"
+LAYOUTS = ["us", "eu", "br", "mercosur", "us2", "eu2"]  # every layout the synthetic engine renders
 
 
 def alprd(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -41,9 +42,8 @@ def test_read_finds_and_reads_synthetic_plates(tmp_path):
     --min-confidence 0 lists every plate found, so detection and reading are judged separately."""
     rng = np.random.default_rng(2024)
     truth = {}
-    layouts = ["us", "eu", "br", "mercosur", "us2", "eu2"]
     for i in range(36):
-        frame, text, box = render_still(rng, 1280, 720, layouts[i % len(layouts)])
+        frame, text, box = render_still(rng, 1280, 720, LAYOUTS[i % len(LAYOUTS)])
         path = tmp_path / f"frame{i:02d}.png"
         cv2.imwrite(str(path), frame)
         truth[str(path)] = (text, box)
@@ -65,12 +65,11 @@ def test_read_finds_and_reads_synthetic_plates(tmp_path):
     assert exact / 36 >= READ_EXACT_MIN, f"read {exact}/36 exactly"
 
 
-# Measured with detector 0.3.0 + reader 0.5.0 (see models/MODEL_CARD.md): 35/36 found, 34/36 read exactly
-# with the daemon's second look and without it
-# (33 and 32 on two other draws). With 0.4.2 and its int8 0.4.3 alike: 33/36 (34 and 29 on two other
-# draws; reader 0.4.1: 33, 31 and 29; with detector 0.2.0 and reader 0.4.1: 29/36 here; reader 0.3.0:
-# 19/36). Set under the measured rates, so a reader that loses five plates fails; raise them with
-# better models.
+# Measured with detector 0.3.0 + reader 0.5.0 (see models/MODEL_CARD.md): 35/36 found, 34/36 read exactly,
+# with the daemon's second look or without it (one look: 33 and 32 on two other draws). With 0.4.2 and
+# its int8 0.4.3 alike: 33/36 (34 and 29 on two other draws; reader 0.4.1: 33, 31 and 29; with detector
+# 0.2.0 and reader 0.4.1: 29/36 here; reader 0.3.0: 19/36). Set under the measured rates, so a reader
+# that loses five plates fails; raise them with better models.
 READ_FOUND_MIN = 0.9
 READ_EXACT_MIN = 0.83
 
@@ -85,12 +84,11 @@ def test_second_look_reads_plates_the_detector_framed_loosely():
     once = Recognizer.from_config(ModelsConfig(min_read_confidence=0.0, reread_below=0.0))
     twice = Recognizer.from_config(ModelsConfig(min_read_confidence=0.0))
     rng = np.random.default_rng(77)
-    layouts = ["us", "eu", "br", "mercosur", "us2", "eu2"]
     loose = {"once": 0, "twice": 0}
     exact = {"once": 0, "twice": 0}
     tm = Timings()
     for i in range(48):
-        frame, text, (x1, y1, x2, y2) = render_still(rng, 1280, 720, layouts[i % len(layouts)])
+        frame, text, (x1, y1, x2, y2) = render_still(rng, 1280, 720, LAYOUTS[i % len(LAYOUTS)])
         w, h = x2 - x1, y2 - y1
         big = (x1 - round(0.2 * w), y1 - round(0.3 * h), x2 + round(0.2 * w), y2 + round(0.3 * h))
         for name, rec in (("once", once), ("twice", twice)):

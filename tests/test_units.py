@@ -184,6 +184,22 @@ def test_resize_box_grows_and_shrinks_each_side_by_a_share_of_the_box():
     assert crop_plate(np.zeros((100, 100, 3), np.uint8), grown).shape[:2] == (27, 64)
 
 
+def test_second_look_reads_vote_by_their_summed_confidence():
+    from alprd.recognition.recognizer import _agreed_read
+
+    def read(text: str, conf: float) -> PlateText:
+        return PlateText(text, conf, (conf,) * len(text))
+
+    # A tighter box cut the last character off and read the rest a little more surely than the
+    # others; two boxes that saw the whole plate outvote it, and the surer of the two is returned.
+    whole, cut, whole_again = read("ABC1234", 0.86), read("ABC123", 0.93), read("ABC1234", 0.90)
+    assert _agreed_read([whole, cut, whole_again]) is whole_again
+    # With no two reads agreeing, the surest one wins; on equal totals, the first (the detector's box).
+    assert _agreed_read([read("ABC1234", 0.80), read("ABC123", 0.93), read("ABD1234", 0.70)]).text == "ABC123"
+    assert _agreed_read([read("XY12", 0.9), read("XY13", 0.9)]).text == "XY12"
+    assert _agreed_read([read("", 0.0)]).text == ""
+
+
 def test_ocr_input_shape_dtype_and_grey():
     blue = np.zeros((30, 90, 3), np.uint8)
     blue[..., 0] = 255

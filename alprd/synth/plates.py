@@ -86,6 +86,10 @@ EU_PATTERNS = {  # country code -> display patterns (space kept for rendering)
     "CZ": ("DLD DDDD",),
     "A": ("L DDDDD L",),
 }
+# The road look of European plates (layout eu_road, drawn only by name): the formats above plus
+# Bucharest's two-digit serials (B 68 SPK), the commonest Romanian plate, which `EU_PATTERNS` lacks;
+# kept apart so that the seeded test frames and videos drawn from LAYOUTS stay the same.
+EU_ROAD_PATTERNS = {**EU_PATTERNS, "RO": ("B DD LLL", "B DDD LLL", "LL DD LLL"), "GB": ("LLDD LLL",)}
 STATE_NAMES = ("CALIFORNIA", "TEXAS", "NEW YORK", "FLORIDA", "OHIO", "ILLINOIS", "GEORGIA", "UTAH",
                "ARIZONA", "OREGON", "NEVADA", "MAINE", "IOWA", "KANSAS", "VIRGINIA", "COLORADO")
 BR_CITIES = ("SAO PAULO - SP", "CURITIBA - PR", "RIO DE JANEIRO - RJ", "BELO HORIZONTE - MG",
@@ -301,12 +305,23 @@ def render_us(rng: np.random.Generator, varied: bool = False) -> Plate:
     return Plate(_to_bgr(img), label, "us", False)
 
 
-def render_eu(rng: np.random.Generator, two_line: bool = False) -> Plate:
-    country = list(EU_PATTERNS)[rng.integers(len(EU_PATTERNS))]
-    pats = EU_PATTERNS[country]
+def render_eu(rng: np.random.Generator, two_line: bool = False, road: bool = False) -> Plate:
+    """An EU-band plate. `road`: as European plates look on the road, white (yellow for Dutch ones
+    and British rear plates) with black characters, a third of them Romanian, the one European
+    country whose real plates the project can measure (alprd/training/eval_sets)."""
+    patterns = EU_ROAD_PATTERNS if road else EU_PATTERNS
+    if road and rng.random() < 0.33:
+        country = "RO"
+    else:
+        country = list(patterns)[rng.integers(len(patterns))]
+    pats = patterns[country]
     shown = _pattern(rng, pats[rng.integers(len(pats))])
-    yellow = country == "NL" or rng.random() < 0.1
-    bg = (245, 200, 20) if yellow else _random_color(rng, dark=False)
+    if road:
+        yellow = country == "NL" or (country == "GB" and rng.random() < 0.5)
+        bg = (245, 200, 20) if yellow else tuple(int(v) for v in rng.integers(225, 256, 3))
+    else:
+        yellow = country == "NL" or rng.random() < 0.1
+        bg = (245, 200, 20) if yellow else _random_color(rng, dark=False)
     fp = font_paths()[rng.integers(len(font_paths()))]
     if two_line:
         w, h = 300, 214
@@ -387,6 +402,7 @@ LAYOUTS = {
 # test frames and videos made from a seed stay the same.
 EXTRA_LAYOUTS = {
     "us_varied": lambda rng: render_us(rng, varied=True),
+    "eu_road": lambda rng: render_eu(rng, road=True),
 }
 LAYOUT_NAMES = (*LAYOUTS, *EXTRA_LAYOUTS)
 

@@ -121,27 +121,36 @@ def init_from_onnx(net: nn.Module, head: str, onnx_path: Path, calibration: torc
     return True
 
 
-def _render_one(job: tuple[int, float]) -> tuple[np.ndarray, str]:
+def _render_one(job: tuple[int, float] | tuple[int, float, float]) -> tuple[np.ndarray, str]:
     from alprd.synth.plates import plate_crop, render_plate
 
-    seed, us_varied = job
+    seed, us_varied, eu_road = (*job, 0.0)[:3]
     rng = np.random.default_rng(seed)
-    p = render_plate(rng, "us_varied" if us_varied and rng.random() < us_varied else None)
+    layout = None
+    if us_varied and rng.random() < us_varied:
+        layout = "us_varied"
+    elif eu_road and rng.random() < eu_road / max(1e-9, 1.0 - us_varied):
+        layout = "eu_road"  # of the whole bank, not of what us_varied left
+    p = render_plate(rng, layout)
     crop = plate_crop(rng, p, 256, 128)
     return ocr_input([crop], H, W)[0, 0].astype(np.uint8), p.text
 
 
-def synthetic_bank(n: int, cache: Path, workers: int, us_varied: float = 0.0) -> tuple[np.ndarray, list[str]]:
-    """`n` synthetic crops rendered once per run folder; `us_varied` of them are the varied US plates."""
+def synthetic_bank(n: int, cache: Path, workers: int, us_varied: float = 0.0,
+                   eu_road: float = 0.0) -> tuple[np.ndarray, list[str]]:
+    """`n` synthetic crops rendered once per run folder; `us_varied` of them are the varied US plates
+    and `eu_road` of them European plates with the road look."""
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
-        if len(z["images"]) >= n and float(z["us_varied"] if "us_varied" in z else 0.0) == us_varied:
+        made_with = (float(z["us_varied"]) if "us_varied" in z else 0.0, float(z["eu_road"]) if "eu_road" in z else 0.0)
+        if len(z["images"]) >= n and made_with == (us_varied, eu_road):
             return z["images"][:n], list(z["texts"][:n])
+    jobs = [(s, us_varied, eu_road) if eu_road else (s, us_varied) for s in range(1_000_000, 1_000_000 + n)]
     with Pool(workers) as pool:
-        items = pool.map(_render_one, [(s, us_varied) for s in range(1_000_000, 1_000_000 + n)], chunksize=64)
+        items = pool.map(_render_one, jobs, chunksize=64)
     images = np.stack([i for i, _ in items])
     texts = [t for _, t in items]
-    np.savez(cache, images=images, texts=np.array(texts), us_varied=np.float64(us_varied))
+    np.savez(cache, images=images, texts=np.array(texts), us_varied=np.float64(us_varied), eu_road=np.float64(eu_road))
     return images, texts
 
 
@@ -407,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--us-varied", type=float, default=0.2,
                     help="share of the synthetic plates drawn as varied US plates (short and vanity serials, "
                          "runs of one character, stacked side letters and the access symbol outside the number)")
+    ap.add_argument("--eu-road", type=float, default=0.0,
+                    help="share of the synthetic plates drawn as European plates with the road look (white, "
+                         "black characters, a third Romanian, Bucharest's two-digit serials among them)")
     ap.add_argument("--teacher", type=Path, help="teacher OCR ONNX for pseudo-labels (training only)")
     ap.add_argument("--teacher-min-conf", type=float, default=0.9)
     ap.add_argument("--scene-crops", action="store_true",
@@ -450,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--frame-with: not with --distill, whose jittered copies are made once, unframed")
     if not 0 <= args.frame_share <= 1:
         raise UserError(f"--frame-share {args.frame_share}: give a share of the labelled crops, 0..1")
+    if not (0.0 <= args.eu_road <= 1.0 and 0.0 <= args.us_varied <= 1.0 and args.us_varied + args.eu_road <= 1.0):
+        raise UserError(f"--us-varied {args.us_varied} and --eu-road {args.eu_road}: shares of the synthetic plates, "
+                        "each 0..1 and together at most 1")
     if args.init_onnx and args.head == "ctc":
         raise UserError(f"--init-onnx {args.init_onnx}: only a slots or attn reader can be warm-started")
     torch.set_num_threads(args.threads)
@@ -506,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         rec.set("framing", {"models": str(args.frame_with), "boxes": len(framing), "share": args.frame_share})
     dev = {k: [(load_image(s.image), s.text) for s in splits[k]] for k in ("us_dev", "br_dev")}
     t0 = time.time()
-    syn_img, syn_txt = synthetic_bank(args.synthetic, args.out / "synthetic.npz", args.workers, args.us_varied)
+    syn_img, syn_txt = synthetic_bank(args.synthetic, args.out / "synthetic.npz", args.workers, args.us_varied,
+                                      args.eu_road)
     print(f"synthetic bank {len(syn_img)} in {time.time() - t0:.0f}s", flush=True)
     syn_lab = np.stack([encode(t) for t in syn_txt])
     if args.distill:

@@ -253,6 +253,8 @@ def test_a_new_head_starts_from_the_shipped_backbone_and_exports(tmp_path):
     r = alprd("train", "ocr", "--out", str(tmp_path / "x"), "--frame-with", "models", "--distill", "1",
               "--teacher", str(TEACHER))
     assert r.returncode != 0 and "--frame-with: not with --distill" in r.stderr and "Traceback" not in r.stderr
+    r = alprd("train", "ocr", "--out", str(tmp_path / "x"), "--us-varied", "0.7", "--eu-road", "0.5")
+    assert r.returncode != 0 and "--eu-road 0.5" in r.stderr and "at most 1" in r.stderr and "Traceback" not in r.stderr
     # Resuming with another head is refused in one line.
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "3", "--limit", "40",
               "--synthetic", "16", "--workers", "1", "--head", "attn")

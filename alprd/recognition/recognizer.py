@@ -20,7 +20,7 @@ from alprd.recognition.preprocess import crop_plate, iou, resize_box
 # again from two wider and two tighter boxes (these shares added on each side, about one and one and
 # a half standard deviations), and the five reads vote (see _agreed_read). Against one wider and one
 # tighter box with the surest read kept, this read 2.0 / 1.6 points more framed US / Brazilian dev
-# crops and 4 more of 288 synthetic stills, for two more reads of each unsure plate.
+# crops and 1 more of 288 synthetic stills, for two more reads of each unsure plate.
 REREAD_BOXES = ((0.08, 0.10), (-0.04, -0.05), (0.12, 0.15), (-0.08, -0.10))
 
 

@@ -5,7 +5,8 @@ the attention's matrix products (7-bit weights on the convolution that reads the
 CPU's int8 kernels can overflow), calibrated on real training crops, never the dev crops. With
 `--frame-with MODELS` half of them are framed as the daemon frames plates (that folder's
 detector's box errors on training scenes, plus crop_plate's padding), since those are the crops
-the unit reads. On one core the int8 reader runs in less than half the float one's time; the
+the unit reads. On one core the int8 reader runs in half the float one's time on a VNNI CPU
+(0.7x on an AVX2-only one); the
 float file stays in models/ because training warm-starts from its weights (`--init-onnx`)."""
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def quantize_reader(src: Path, dst: Path, calibration: np.ndarray) -> None:
         # only) ONNX Runtime's int8 kernels add pairs of uint8 x int8 products in int16, which
         # overflows when two neighbouring pixels near 255 meet two weights near 127: with full
         # 8-bit weights on that one layer reader 0.5.0's int8 copy read 73 % of the Brazilian dev
-        # crops on an AVX2 machine against 91 % on a VNNI one. 255 x 63 x 2 fits in int16, so
-        # these weights cannot overflow on any CPU. Every other layer was tried at 8 bits alone
-        # (the rest at 7) and none moved the reads; their activations rarely sit near 255.
+        # crops on an AVX2 machine against 91 % on a VNNI one. 7 bits here are -64..64, and
+        # 255 x 64 x 2 = 32,640 fits in int16, so these weights cannot overflow on any CPU. Every
+        # other layer was tried at 8 bits alone (the rest at 7) and none moved the reads.
         overrides = {w: [{"axis": 0, "reduce_range": True}] for w in image_weights(onnx.load(str(pre)))}
         # Per-channel weight scales, the usual choice for convolutions; in one trial per-tensor
         # scales read the same number of dev crops (376 against 377 of 414), so either would do.

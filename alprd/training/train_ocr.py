@@ -124,7 +124,7 @@ def init_from_onnx(net: nn.Module, head: str, onnx_path: Path, calibration: torc
 def _render_one(job: tuple[int, float] | tuple[int, float, float]) -> tuple[np.ndarray, str]:
     from alprd.synth.plates import plate_crop, render_plate
 
-    seed, us_varied, eu_road = (*job, 0.0)[:3]
+    seed, us_varied, eu_road = job if len(job) == 3 else (*job, 0.0)  # banks before --eu-road: two fields
     rng = np.random.default_rng(seed)
     layout = None
     if us_varied and rng.random() < us_varied:

@@ -427,6 +427,27 @@ def test_the_int8_reader_reads_alike_on_every_cpu():
     assert same.mean() >= 0.98, f"this CPU's int8 kernels read {same.mean():.1%} of {len(crops)} crops as the reference does"
 
 
+def test_an_int8_reader_off_its_arithmetic_on_this_cpu_falls_back_to_its_float_original(monkeypatch, caplog):
+    """At load, the int8 reader is compared with the QDQ arithmetic it stands for on hard edges. The
+    shipped one passes on this CPU; one that fails (forced here: no drift is allowed) reads with its
+    float original, says so once, and reads as the float reader does."""
+    import logging
+
+    import alprd.recognition.onnx_models as onnx_models
+
+    entry = load_entry(REPO / "models", "plate_ocr", "ocr")
+    assert OnnxPlateOCR(entry).path == entry.path
+    monkeypatch.setattr(onnx_models, "INT8_DRIFT_MAX", -1.0)
+    with caplog.at_level(logging.WARNING, logger="alprd.recognition.onnx_models"):
+        fallen = OnnxPlateOCR(entry)
+    assert fallen.path.name == "plate_ocr.onnx" and fallen.version == entry.version
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "float original plate_ocr.onnx" in warnings[0], warnings
+    crops = [c for c, _ in _synthetic_crops(12, seed=34)]
+    fp32 = OnnxPlateOCR(entry.float_original())
+    assert [r.text for r in fallen.read(crops)] == [r.text for r in fp32.read(crops)]
+
+
 def test_quantize_tool_writes_an_int8_reader_the_manifest_prefers(tmp_path):
     import onnx
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import cv2
@@ -13,8 +14,17 @@ from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateText
 from alprd.recognition.manifest import ModelEntry
 from alprd.recognition.preprocess import decode_centers, letterbox, ocr_input
 
+log = logging.getLogger(__name__)
 
-def make_session(entry: ModelEntry, providers: Sequence[str], intra_op_threads: int) -> ort.InferenceSession:
+# An int8 reader is checked once at load against the QDQ arithmetic it stands for (ONNX Runtime's
+# basic optimisation level, which runs it in float on every CPU). Over this largest probability
+# difference on the probes the CPU's int8 kernels are taken to be wrong and the float original is
+# used. Measured on an AVX2-only CPU: 0.03-0.05 for reader 0.5.1, 0.22-0.52 for 0.5.0, whose 8-bit
+# image convolution overflowed there and read a fifth fewer Brazilian plates.
+INT8_DRIFT_MAX = 0.15
+
+def make_session(entry: ModelEntry, providers: Sequence[str], intra_op_threads: int,
+                 level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> ort.InferenceSession:
     available = ort.get_available_providers()
     missing = [p for p in providers if p not in available]
     if missing:
@@ -23,7 +33,7 @@ def make_session(entry: ModelEntry, providers: Sequence[str], intra_op_threads: 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = level
     try:
         return ort.InferenceSession(str(entry.path), sess_options=opts, providers=list(providers))
     except Exception as e:  # onnxruntime raises its own exception types for corrupt graphs
@@ -97,6 +107,32 @@ class OnnxPlateOCR(PlateOCR):
             raise ModelError(f"{entry.path}: unknown decoder {entry.decoder!r} in the manifest; valid: slots, ctc")
         self.ctc = entry.decoder == "ctc"
         self._input = self.session.get_inputs()[0].name
+        self.path = entry.path  # the file in use: the int8 one, or its float original (see _check_int8)
+        if entry.quantized_from:
+            self._check_int8(entry, providers, intra_op_threads)
+
+    def _check_int8(self, entry: ModelEntry, providers: Sequence[str], intra_op_threads: int) -> None:
+        """Fall back to the float original where this CPU's int8 kernels do not compute what the
+        quantized model means; probes of hard black-and-white edges are where int16 sums overflow."""
+        rng = np.random.default_rng(0)
+        blocks = np.kron(rng.integers(0, 2, (4, 1, self.height // 8, self.width // 8)), np.ones((1, 1, 8, 8)))
+        stripes = np.tile((np.arange(self.width) // 3 % 2), (2, 1, self.height, 1))
+        probes = (np.concatenate([blocks, stripes]) * 255).astype(np.float32)
+        reference = make_session(entry, providers, intra_op_threads, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+        drift = float(np.abs(self.session.run(None, {self._input: probes})[0]
+                             - reference.run(None, {self._input: probes})[0]).max())
+        if drift <= INT8_DRIFT_MAX:
+            return
+        if not (entry.path.parent / entry.quantized_from).is_file():
+            log.warning("%s: this CPU's int8 kernels are %.2f off the model's arithmetic (over %.2f) and there is "
+                        "no float original beside it; reads may be wrong", entry.path, drift, INT8_DRIFT_MAX)
+            return
+        log.warning("%s: this CPU's int8 kernels are %.2f off the model's arithmetic (over %.2f); reading with the "
+                    "float original %s instead (slower, same weights)", entry.path, drift, INT8_DRIFT_MAX, entry.quantized_from)
+        original = entry.float_original()
+        assert original is not None  # quantized_from is set
+        self.session = make_session(original, providers, intra_op_threads)
+        self.path = original.path
 
     def read(self, crops: list[np.ndarray]) -> list[PlateText]:
         if not crops:

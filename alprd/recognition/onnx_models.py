@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # image convolution overflowed there and read a fifth fewer Brazilian plates.
 INT8_DRIFT_MAX = 0.15
 
+
 def make_session(entry: ModelEntry, providers: Sequence[str], intra_op_threads: int,
                  level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> ort.InferenceSession:
     available = ort.get_available_providers()

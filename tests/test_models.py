@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 from alprd.recognition.manifest import load_entry
-from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR
+from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR, make_session
 from alprd.recognition.preprocess import iou
 from alprd.synth.video import render_still
 
@@ -417,10 +417,7 @@ def test_the_int8_reader_reads_alike_on_every_cpu():
     x = ocr_input(crops, 64, 128)
 
     def read(level: ort.GraphOptimizationLevel) -> np.ndarray:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = level
-        opts.intra_op_num_threads = 1
-        sess = ort.InferenceSession(str(entry.path), opts, providers=["CPUExecutionProvider"])
+        sess = make_session(entry, ["CPUExecutionProvider"], 1, level)
         return sess.run(None, {sess.get_inputs()[0].name: x})[0].argmax(-1)
 
     same = (read(ort.GraphOptimizationLevel.ORT_ENABLE_ALL) == read(ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)).all(-1)

@@ -58,13 +58,23 @@ def test_openalpr_benchmark_folder_and_detection_csv_give_the_same_figures(still
     # second look (13/18 with one look), 14/18 by 0.4.3.
     assert folder["recall"] >= 0.85 and folder["exact_match"] >= 0.65, folder
     assert folder["models"]["ocr"].startswith("plate_ocr@") and folder["models"]["detector"].startswith("plate_detector@")
+    # Every plate not read exactly is listed, with what was read on it; the stills hold one plate
+    # each, so a confident read elsewhere in them is stray (a sign or badge read as a plate).
+    assert len(folder["errors"]) == round(18 * (1 - folder["exact_match"]))
+    truths = {text for _, text, _ in stills}
+    assert all(e["truth"] in truths and e["read"] != e["truth"] for e in folder["errors"])
+    assert folder["stray_reads_per_image"] <= 2 / 18, folder
     # A label that moves the box away from the plate is a miss, not a hit: IoU is really checked.
     moved = tmp_path / "moved"
     moved.mkdir()
     for path, text, (x1, y1, x2, y2) in stills[:6]:
         (moved / path.name).write_bytes(path.read_bytes())
         (moved / path.with_suffix(".txt").name).write_text(f"{path.name}\t5\t5\t{x2 - x1}\t{y2 - y1}\t{text}\n")
-    assert run_eval(tmp_path, str(moved))["recall"] == 0.0
+    off = run_eval(tmp_path, str(moved))
+    assert off["recall"] == 0.0 and off["exact_match"] == 0.0
+    assert len(off["errors"]) == 6 and not any(e["found"] or e["read"] for e in off["errors"])
+    # The real plates' reads now lie where no label is.
+    assert off["stray_reads_per_image"] >= 0.5, off
 
 
 def test_crop_csv_reads_crops_and_a_margin_frames_them_loosely(stills, tmp_path):

@@ -445,6 +445,36 @@ def test_an_int8_reader_off_its_arithmetic_on_this_cpu_falls_back_to_its_float_o
     assert [r.text for r in fallen.read(crops)] == [r.text for r in fp32.read(crops)]
 
 
+@pytest.mark.parametrize("damage, message", [
+    ("replace", "does not match the manifest"),
+    ("remove", "listed in the manifest is missing"),
+])
+def test_an_int8_reader_falls_back_only_to_the_float_original_the_manifest_names(tmp_path, monkeypatch, caplog,
+                                                                                 damage, message):
+    """The fallback file is checked by the manifest's sha256 as the int8 file is: a replaced or missing
+    float original is never loaded; the unit keeps the int8 reader and says why in one warning."""
+    import logging
+
+    import alprd.recognition.onnx_models as onnx_models
+    from alprd.errors import ModelError
+
+    models = tmp_path / "models"
+    shutil.copytree(REPO / "models", models, ignore=shutil.ignore_patterns("*.md"))
+    if damage == "replace":
+        (models / "plate_ocr.onnx").write_bytes((models / "plate_ocr.onnx").read_bytes() + b"\0")
+    else:
+        (models / "plate_ocr.onnx").unlink()
+    entry = load_entry(models, "plate_ocr", "ocr")
+    with pytest.raises(ModelError, match=message):
+        entry.float_original()
+    monkeypatch.setattr(onnx_models, "INT8_DRIFT_MAX", -1.0)
+    with caplog.at_level(logging.WARNING, logger="alprd.recognition.onnx_models"):
+        kept = OnnxPlateOCR(entry)
+    assert kept.path == entry.path
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and message in warnings[0] and "reads may be wrong" in warnings[0], warnings
+
+
 def test_quantize_tool_writes_an_int8_reader_the_manifest_prefers(tmp_path):
     import onnx
 

@@ -25,17 +25,25 @@ class ModelEntry:
     pad: str = "_"
     decoder: str = "slots"  # ocr: "slots" (one class per slot) or "ctc" (columns; pad is the blank)
     quantized_from: str = ""  # an int8 model's float original, a file beside it (training starts from it)
+    quantized_from_sha256: str = ""  # the manifest's digest of that file
 
     @property
     def tag(self) -> str:
         return f"{self.name}@{self.version}"
 
     def float_original(self) -> ModelEntry | None:
-        """The float model an int8 one was quantized from, as an entry of its own (None if not int8)."""
+        """The float model an int8 one was quantized from, as an entry of its own (None if not int8),
+        checked against the manifest's digest as the int8 file was."""
         if not self.quantized_from:
             return None
         path = self.path.parent / self.quantized_from
-        return replace(self, path=path, sha256=sha256_of(path), quantized_from="")
+        if not path.is_file():
+            raise ModelError(f"{path}: the float original of {self.path.name} listed in the manifest is missing")
+        digest = sha256_of(path)
+        if self.quantized_from_sha256 and digest != self.quantized_from_sha256:
+            raise ModelError(f"{path}: sha256 {digest[:12]}… does not match the manifest "
+                             f"({self.quantized_from_sha256[:12]}…); the file is corrupt or was replaced")
+        return replace(self, path=path, sha256=digest, quantized_from="", quantized_from_sha256="")
 
 
 def default_models_dir() -> Path:
@@ -81,4 +89,5 @@ def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
     return ModelEntry(name=name, version=m["version"], task=task, path=path, sha256=digest,
                       input=m.get("input", {}), alphabet=m.get("alphabet", ""), pad=m.get("pad", "_"),
                       decoder=m.get("decoder", "slots"),
-                      quantized_from=m.get("quantized_from", {}).get("file", ""))
+                      quantized_from=m.get("quantized_from", {}).get("file", ""),
+                      quantized_from_sha256=m.get("quantized_from", {}).get("sha256", ""))

@@ -124,14 +124,15 @@ class OnnxPlateOCR(PlateOCR):
                              - reference.run(None, {self._input: probes})[0]).max())
         if drift <= INT8_DRIFT_MAX:
             return
-        if not (entry.path.parent / entry.quantized_from).is_file():
-            log.warning("%s: this CPU's int8 kernels are %.2f off the model's arithmetic (over %.2f) and there is "
-                        "no float original beside it; reads may be wrong", entry.path, drift, INT8_DRIFT_MAX)
+        try:
+            original = entry.float_original()
+        except ModelError as e:
+            log.warning("%s: this CPU's int8 kernels are %.2f off the model's arithmetic (over %.2f) and its float "
+                        "original cannot be used (%s); reads may be wrong", entry.path, drift, INT8_DRIFT_MAX, e)
             return
+        assert original is not None  # quantized_from is set
         log.warning("%s: this CPU's int8 kernels are %.2f off the model's arithmetic (over %.2f); reading with the "
                     "float original %s instead (slower, same weights)", entry.path, drift, INT8_DRIFT_MAX, entry.quantized_from)
-        original = entry.float_original()
-        assert original is not None  # quantized_from is set
         self.session = make_session(original, providers, intra_op_threads)
         self.path = original.path
 

@@ -124,7 +124,8 @@ def init_from_onnx(net: nn.Module, head: str, onnx_path: Path, calibration: torc
 def _render_one(job: tuple[int, float] | tuple[int, float, float]) -> tuple[np.ndarray, str]:
     from alprd.synth.plates import plate_crop, render_plate
 
-    seed, us_varied, eu_road = job if len(job) == 3 else (*job, 0.0)  # banks before --eu-road: two fields
+    # (seed, us_varied) is the same job as (seed, us_varied, 0.0): eu_road 0 draws nothing from rng.
+    seed, us_varied, eu_road = job if len(job) == 3 else (*job, 0.0)
     rng = np.random.default_rng(seed)
     layout = None
     if us_varied and rng.random() < us_varied:
@@ -145,9 +146,8 @@ def synthetic_bank(n: int, cache: Path, workers: int, us_varied: float = 0.0,
         made_with = (float(z["us_varied"]) if "us_varied" in z else 0.0, float(z["eu_road"]) if "eu_road" in z else 0.0)
         if len(z["images"]) >= n and made_with == (us_varied, eu_road):
             return z["images"][:n], list(z["texts"][:n])
-    jobs = [(s, us_varied, eu_road) if eu_road else (s, us_varied) for s in range(1_000_000, 1_000_000 + n)]
     with Pool(workers) as pool:
-        items = pool.map(_render_one, jobs, chunksize=64)
+        items = pool.map(_render_one, [(s, us_varied, eu_road) for s in range(1_000_000, 1_000_000 + n)], chunksize=64)
     images = np.stack([i for i, _ in items])
     texts = [t for _, t in items]
     np.savez(cache, images=images, texts=np.array(texts), us_varied=np.float64(us_varied), eu_road=np.float64(eu_road))

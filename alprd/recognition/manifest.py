@@ -37,12 +37,7 @@ class ModelEntry:
         if not self.quantized_from:
             return None
         path = self.path.parent / self.quantized_from
-        if not path.is_file():
-            raise ModelError(f"{path}: the float original of {self.path.name} listed in the manifest is missing")
-        digest = sha256_of(path)
-        if self.quantized_from_sha256 and digest != self.quantized_from_sha256:
-            raise ModelError(f"{path}: sha256 {digest[:12]}… does not match the manifest "
-                             f"({self.quantized_from_sha256[:12]}…); the file is corrupt or was replaced")
+        digest = checked_sha256(path, self.quantized_from_sha256 or None, f"the float original of {self.path.name}")
         return replace(self, path=path, sha256=digest, quantized_from="", quantized_from_sha256="")
 
 
@@ -65,6 +60,18 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def checked_sha256(path: Path, expected: str | None, what: str = "model file") -> str:
+    """The file's sha256, if it is there and matches the manifest's `expected` (None: the manifest
+    records no digest for it); else a ModelError naming the file."""
+    if not path.is_file():
+        raise ModelError(f"{path}: {what} listed in the manifest is missing")
+    digest = sha256_of(path)
+    if expected is not None and digest != expected:
+        raise ModelError(f"{path}: sha256 {digest[:12]}… does not match the manifest ({expected[:12]}…); "
+                         "the file is corrupt or was replaced")
+    return digest
+
+
 def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
     mf = models_dir / "manifest.json"
     try:
@@ -80,12 +87,7 @@ def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
     if m.get("task") != task:
         raise ModelError(f"{mf}: model {name!r} is a {m.get('task')} model, not a {task}")
     path = models_dir / m["file"]
-    if not path.is_file():
-        raise ModelError(f"{path}: model file listed in the manifest is missing")
-    digest = sha256_of(path)
-    if digest != m["sha256"]:
-        raise ModelError(f"{path}: sha256 {digest[:12]}… does not match the manifest ({m['sha256'][:12]}…); "
-                         "the file is corrupt or was replaced")
+    digest = checked_sha256(path, m["sha256"])
     return ModelEntry(name=name, version=m["version"], task=task, path=path, sha256=digest,
                       input=m.get("input", {}), alphabet=m.get("alphabet", ""), pad=m.get("pad", "_"),
                       decoder=m.get("decoder", "slots"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import time
 from collections.abc import Callable
@@ -223,10 +224,61 @@ def jitter_crop(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray |
     return degrade(rng, out, strength=0.5)
 
 
-def scene_crops(data: Path, out: Path, limit: int = 0) -> list[CropSample]:
+# A plate read by eye: (image,) for a whole crop, (image, x1, y1, x2, y2) for a box in a scene;
+# the image relative to the data root.
+EyeKey = tuple[str | int, ...]
+READ_BY_EYE = Path(__file__).parent / "labels"
+EYE_HEADERS = (["image", "x1", "y1", "x2", "y2", "text"], ["image", "text"])
+
+
+def box_key(data: Path, image: Path, box: tuple[int, int, int, int]) -> EyeKey:
+    return (image.relative_to(data).as_posix(), *box)
+
+
+def crop_key(data: Path, image: Path) -> EyeKey:
+    return (image.relative_to(data).as_posix(),)
+
+
+def read_by_eye(csv_path: Path) -> dict[EyeKey, str]:
+    """Texts read by eye for plates the datasets leave blank and the teacher could not read surely (so
+    its pseudo-labels never had them): scene boxes `image,x1,y1,x2,y2,text` or whole crops
+    `image,text`, each image relative to the data root."""
+    try:
+        with open(csv_path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            if header not in EYE_HEADERS:
+                raise ValueError(f"header {','.join(header)!r}")
+            labels: dict[EyeKey, str] = {}
+            for r in reader:
+                if len(r) != len(header):
+                    raise ValueError(f"line {reader.line_num} has {len(r)} fields, not {len(header)}")
+                labels[(r[0], *map(int, r[1:-1]))] = r[-1].strip().upper()
+    except (OSError, ValueError) as e:
+        raise UserError(f"{csv_path}: not an image,x1,y1,x2,y2,text or image,text CSV with whole-pixel boxes ({e})") from None
+    for key, text in labels.items():
+        if not text or len(text) > SLOTS or any(c not in ALPHABET for c in text):
+            raise UserError(f"{csv_path}: {key[0]}: text {text!r} must be 1-{SLOTS} of {ALPHABET}")
+    return labels
+
+
+def label_blank_crops(data: Path, csv_path: Path, by_eye: dict[EyeKey, str], teacher: Path | None,
+                      min_conf: float, limit: int = 0) -> list[CropSample]:
+    """Text-less real crops: read by eye where the project has read them, else by the teacher where it
+    is sure."""
+    blank = read_ocr_csv(csv_path)[: limit or None]
+    eye = [CropSample(s.image, by_eye[k], by_eye[k]) for s in blank if (k := crop_key(data, s.image)) in by_eye]
+    if wanted := sum(len(k) == 1 for k in by_eye):
+        print(f"read by eye: {len(eye)} of {wanted} crop labels name a text-less crop", flush=True)
+    rest = [s for s in blank if crop_key(data, s.image) not in by_eye]
+    return eye + (pseudo_label(teacher, rest, min_conf) if teacher else [])
+
+
+def scene_crops(data: Path, out: Path, limit: int = 0, by_eye: dict[EyeKey, str] | None = None) -> list[CropSample]:
     """Plates cut (with a margin, as the detector would) from the detector's training scenes, never
     its dev scenes: real plates of many countries, sizes and lights that the crop sets lack. Cut once
-    and cached under <out>/scene_crops."""
+    and cached under <out>/scene_crops. A blank label takes its text from `by_eye` where that has one."""
+    by_eye, used = by_eye or {}, 0
     folder = out / "scene_crops"
     folder.mkdir(parents=True, exist_ok=True)
     crops: list[CropSample] = []
@@ -237,11 +289,18 @@ def scene_crops(data: Path, out: Path, limit: int = 0) -> list[CropSample]:
             if w < 24 or h < 8:  # too small to hold legible characters
                 continue
             path = folder / f"{si:05d}_{bi}.png"
+            box = (round(b.x1), round(b.y1), round(b.x2), round(b.y2))
             if not path.exists():
                 img = load_image(scene.image) if img is None else img
-                box = (round(b.x1), round(b.y1), round(b.x2), round(b.y2))
                 cv2.imwrite(str(path), crop_plate(img, box))
-            crops.append(CropSample(path, b.text.upper(), str(scene.image)))
+            text = b.text.upper()
+            if not text and (key := box_key(data, scene.image, box)) in by_eye:
+                text = by_eye[key]
+                used += 1
+            crops.append(CropSample(path, text, str(scene.image)))
+    if wanted := sum(len(k) == 5 for k in by_eye):
+        # Fewer than all means the data root or the datasets' boxes are not the ones they were read on.
+        print(f"read by eye: {used} of {wanted} box labels name a training-scene box", flush=True)
     return crops
 
 
@@ -423,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-min-conf", type=float, default=0.9)
     ap.add_argument("--scene-crops", action="store_true",
                     help="also train on plates cut from the detector's training scenes (teacher-labelled)")
+    ap.add_argument("--read-by-eye", type=Path, nargs="+", metavar="CSV",
+                    help=f"texts read by eye for plates the data leaves blank: scene boxes (with --scene-crops) "
+                         f"or text-less crops; the project's are in {READ_BY_EYE}")
     ap.add_argument("--us-repeat", type=int, default=1,
                     help="draw each real US crop this many times as often (they are few and the hardest)")
     ap.add_argument("--distill", type=float, default=0.0,
@@ -474,15 +536,20 @@ def main(argv: list[str] | None = None) -> int:
     splits = ocr_splits(args.data)
     if args.limit:
         splits = {k: v[: args.limit] for k, v in splits.items()}
+    by_eye: dict[EyeKey, str] = {}
+    for path in args.read_by_eye or []:
+        by_eye |= read_by_eye(path)
+    if not args.scene_crops and any(len(k) == 5 for k in by_eye):
+        raise UserError("--read-by-eye: scene-box labels label scene crops; pass --scene-crops with them")
     pseudo: list[CropSample] = []
     no_text = args.data / "openalpr_train_detector" / "crops_no_text.csv"
-    if args.teacher and no_text.exists():
-        pseudo = cached_labels(args.out / "pseudo.csv", lambda: pseudo_label(
-            args.teacher, read_ocr_csv(no_text)[: args.limit or None], args.teacher_min_conf))
+    if no_text.exists() and (args.teacher or any(len(k) == 1 for k in by_eye)):
+        pseudo = cached_labels(args.out / "pseudo.csv", lambda: label_blank_crops(
+            args.data, no_text, by_eye, args.teacher, args.teacher_min_conf, args.limit))
     scenes: list[CropSample] = []
     if args.scene_crops:
         def label_scene_crops() -> list[CropSample]:
-            cut = scene_crops(args.data, args.out, args.limit)
+            cut = scene_crops(args.data, args.out, args.limit, by_eye)
             kept = [c for c in cut if c.text and len(c.text) <= SLOTS]
             if args.teacher:
                 kept += pseudo_label(args.teacher, [c for c in cut if not c.text], args.teacher_min_conf, (4, SLOTS))

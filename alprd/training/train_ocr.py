@@ -541,6 +541,11 @@ def main(argv: list[str] | None = None) -> int:
         by_eye |= read_by_eye(path)
     if not args.scene_crops and any(len(k) == 5 for k in by_eye):
         raise UserError("--read-by-eye: scene-box labels label scene crops; pass --scene-crops with them")
+    cached = [name for name in ("pseudo.csv", "pseudo_scenes.csv") if (args.out / name).exists()]
+    if by_eye and cached:
+        # The labels are applied when those lists are made; a list already made keeps what it had.
+        print(f"read by eye: {args.out} already holds {' and '.join(cached)}, which keep the labels they were "
+              f"made with; start a new --out for these", flush=True)
     pseudo: list[CropSample] = []
     no_text = args.data / "openalpr_train_detector" / "crops_no_text.csv"
     if no_text.exists() and (args.teacher or any(len(k) == 1 for k in by_eye)):

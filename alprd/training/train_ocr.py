@@ -266,11 +266,15 @@ def label_blank_crops(data: Path, csv_path: Path, by_eye: dict[EyeKey, str], tea
                       min_conf: float, limit: int = 0) -> list[CropSample]:
     """Text-less real crops: read by eye where the project has read them, else by the teacher where it
     is sure."""
-    blank = read_ocr_csv(csv_path)[: limit or None]
-    eye = [CropSample(s.image, by_eye[k], by_eye[k]) for s in blank if (k := crop_key(data, s.image)) in by_eye]
-    if wanted := sum(len(k) == 1 for k in by_eye):
-        print(f"read by eye: {len(eye)} of {wanted} crop labels name a text-less crop", flush=True)
-    rest = [s for s in blank if crop_key(data, s.image) not in by_eye]
+    eye: list[CropSample] = []
+    rest: list[CropSample] = []
+    for s in read_ocr_csv(csv_path)[: limit or None]:
+        if text := by_eye.get(crop_key(data, s.image)):
+            eye.append(CropSample(s.image, text, text))
+        else:
+            rest.append(s)
+    if by_eye:
+        print(f"read by eye: {len(eye)} of {len(by_eye)} crop labels name a text-less crop", flush=True)
     return eye + (pseudo_label(teacher, rest, min_conf) if teacher else [])
 
 
@@ -298,9 +302,9 @@ def scene_crops(data: Path, out: Path, limit: int = 0, by_eye: dict[EyeKey, str]
                 text = by_eye[key]
                 used += 1
             crops.append(CropSample(path, text, str(scene.image)))
-    if wanted := sum(len(k) == 5 for k in by_eye):
+    if by_eye:
         # Fewer than all means the data root or the datasets' boxes are not the ones they were read on.
-        print(f"read by eye: {used} of {wanted} box labels name a training-scene box", flush=True)
+        print(f"read by eye: {used} of {len(by_eye)} box labels name a training-scene box", flush=True)
     return crops
 
 
@@ -536,31 +540,34 @@ def main(argv: list[str] | None = None) -> int:
     splits = ocr_splits(args.data)
     if args.limit:
         splits = {k: v[: args.limit] for k, v in splits.items()}
-    by_eye: dict[EyeKey, str] = {}
+    eye_boxes: dict[EyeKey, str] = {}
+    eye_crops: dict[EyeKey, str] = {}
     for path in args.read_by_eye or []:
-        by_eye |= read_by_eye(path)
-    if not args.scene_crops and any(len(k) == 5 for k in by_eye):
+        for key, text in read_by_eye(path).items():
+            (eye_boxes if len(key) == 5 else eye_crops)[key] = text
+    if eye_boxes and not args.scene_crops:
         raise UserError("--read-by-eye: scene-box labels label scene crops; pass --scene-crops with them")
-    cached = [name for name in ("pseudo.csv", "pseudo_scenes.csv") if (args.out / name).exists()]
-    if by_eye and cached:
-        # The labels are applied when those lists are made; a list already made keeps what it had.
-        print(f"read by eye: {args.out} already holds {' and '.join(cached)}, which keep the labels they were "
-              f"made with; start a new --out for these", flush=True)
+    pseudo_csv, scenes_csv = args.out / "pseudo.csv", args.out / "pseudo_scenes.csv"
+    # The labels are applied when those lists are made; a list already made keeps what it had.
+    for labels, cache in ((eye_crops, pseudo_csv), (eye_boxes, scenes_csv)):
+        if labels and cache.exists():
+            print(f"read by eye: {cache} was made before and keeps the labels it was made with; "
+                  f"start a new --out for these", flush=True)
     pseudo: list[CropSample] = []
     no_text = args.data / "openalpr_train_detector" / "crops_no_text.csv"
-    if no_text.exists() and (args.teacher or any(len(k) == 1 for k in by_eye)):
-        pseudo = cached_labels(args.out / "pseudo.csv", lambda: label_blank_crops(
-            args.data, no_text, by_eye, args.teacher, args.teacher_min_conf, args.limit))
+    if no_text.exists() and (args.teacher or eye_crops):
+        pseudo = cached_labels(pseudo_csv, lambda: label_blank_crops(
+            args.data, no_text, eye_crops, args.teacher, args.teacher_min_conf, args.limit))
     scenes: list[CropSample] = []
     if args.scene_crops:
         def label_scene_crops() -> list[CropSample]:
-            cut = scene_crops(args.data, args.out, args.limit, by_eye)
+            cut = scene_crops(args.data, args.out, args.limit, eye_boxes)
             kept = [c for c in cut if c.text and len(c.text) <= SLOTS]
             if args.teacher:
                 kept += pseudo_label(args.teacher, [c for c in cut if not c.text], args.teacher_min_conf, (4, SLOTS))
             return kept
 
-        scenes = cached_labels(args.out / "pseudo_scenes.csv", label_scene_crops)
+        scenes = cached_labels(scenes_csv, label_scene_crops)
         print(f"scene crops {len(scenes)}", flush=True)
     us_train, br_train = splits["us_train"], splits["br_train"]
     if args.vet_with:

@@ -225,6 +225,32 @@ def test_distill_needs_a_teacher(tmp_path):
     assert r.returncode != 0 and "--distill" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def test_a_run_with_a_moving_average_keeps_the_average_and_resumes_it(tmp_path):
+    """--ema: the weights evaluated and kept as best.pt (which --export exports) are the moving average, not the last
+    step's; the average resumes with the run; a decay outside 0..1 is refused in one line."""
+    torch = pytest.importorskip("torch")
+    args = ["train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--batch", "8", "--synthetic", "16",
+            "--workers", "1", "--limit", "40", "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--ema", "0.5"]
+    r = alprd(*args, "--steps", "3", "--eval-every", "3", "--lr", "1e-2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(moving average)" in r.stdout
+    last = torch.load(tmp_path / "ocr" / "last.pt", weights_only=False)
+    best = torch.load(tmp_path / "ocr" / "best.pt", weights_only=False)
+    average = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert average.keys() == best["model"].keys() == last["model"].keys()
+    assert all(torch.equal(best["model"][k], average[k]) for k in average)
+    assert any(not torch.equal(average[k], last["model"][k]) for k in average if average[k].is_floating_point())
+    assert json.loads((tmp_path / "ocr" / "run.json").read_text())["evals"][-1]["ema"] == 0.5
+    # Resuming carries the average on: it moves from where it stopped, not from the raw weights.
+    r = alprd(*args, "--steps", "4", "--eval-every", "4", "--lr", "1e-2")
+    assert r.returncode == 0 and "resumed at step 3" in r.stdout, r.stderr[-2000:]
+    resumed = torch.load(tmp_path / "ocr" / "last.pt", weights_only=False)
+    assert int(resumed["ema"]["n_averaged"]) == 4
+    r = alprd("train", "ocr", "--out", str(tmp_path / "x"), "--ema", "1.5")
+    assert r.returncode != 0 and "--ema 1.5" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_a_new_head_starts_from_the_shipped_backbone_and_exports(tmp_path):
     """A reader with another head than the shipped one takes its convolutions only, trains, and
     exports a slot-format ONNX that the daemon's reader loads unchanged."""

@@ -514,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="evaluate, keep and export an exponential moving average of the weights with this "
+                         "decay per step (e.g. 0.998); 0: the weights as trained")
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
     ap.add_argument("--head", choices=HEADS, default="attn",
@@ -531,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (0.0 <= args.eu_road <= 1.0 and 0.0 <= args.us_varied <= 1.0 and args.us_varied + args.eu_road <= 1.0):
         raise UserError(f"--us-varied {args.us_varied} and --eu-road {args.eu_road}: shares of the synthetic plates, "
                         "each 0..1 and together at most 1")
+    if not 0.0 <= args.ema < 1.0:
+        raise UserError(f"--ema {args.ema}: give a decay per step in 0..1 (e.g. 0.998), or 0 for no average")
     if args.init_onnx and args.head == "ctc":
         raise UserError(f"--init-onnx {args.init_onnx}: only a slots or attn reader can be warm-started")
     torch.set_num_threads(args.threads)
@@ -640,6 +645,12 @@ def main(argv: list[str] | None = None) -> int:
         m = {k: evaluate(net, v) for k, v in dev.items()}
         print(f"warm start from {args.init_onnx}: {m}", flush=True)
         rec.set("init_onnx", {"path": str(args.init_onnx), "dev": m})
+    # The dev figures of continuation runs swing by several points between evaluations: the last
+    # steps' weights are a draw from that swing. An average over the last few hundred steps is not.
+    ema = ema_model(net, args.ema) if args.ema else None
+    if ema is not None and ck and "ema" in ck:
+        ema.load_state_dict(ck["ema"])
+    kept = ema.module if ema is not None else net  # what is evaluated, kept as best.pt and exported
     rng = np.random.default_rng(step)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     ctc_loss = nn.CTCLoss(blank=CHARS.index(PAD), zero_infinity=True)
@@ -681,24 +692,33 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(net)
         step += 1
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f} {(time.time() - t0) / 50:.2f}s/step", flush=True)
             t0 = time.time()
         if step % args.eval_every == 0 or step == args.steps:
-            m = {k: evaluate(net, v) for k, v in dev.items()}
+            m = {k: evaluate(kept, v) for k, v in dev.items()}
             score = float(np.nanmean(list(m.values())))
-            rec.add_eval(step, m)
-            print(f"eval step {step}: {m}", flush=True)
+            rec.add_eval(step, m | ({"ema": args.ema} if ema is not None else {}))
+            print(f"eval step {step}{' (moving average)' if ema is not None else ''}: {m}", flush=True)
             if score > best:
                 best = score
-                save_checkpoint(args.out / "best.pt", model=net.state_dict(), step=step, metrics=m, head=args.head)
+                save_checkpoint(args.out / "best.pt", model=kept.state_dict(), step=step, metrics=m, head=args.head)
+            extra = {"ema": ema.state_dict()} if ema is not None else {}
             save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(), head=args.head,
-                            sched=sched.state_dict(), step=step, best=best)
+                            sched=sched.state_dict(), step=step, best=best, **extra)
     if args.export:
         export_ocr(args.out / "best.pt", args.export)
         rec.set("exported", str(args.export))
     return 0
+
+
+def ema_model(net: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """A moving average of `net`'s weights and batch-norm statistics, starting from them as they are."""
+    return torch.optim.swa_utils.AveragedModel(
+        net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def export_ocr(checkpoint: Path, path: Path) -> None:

@@ -85,3 +85,19 @@ def test_detector_report_sets_unlabelled_plates_aside_but_counts_recall_on_label
     unlabelled = score(det, [frame], [[]], [[(*box, 0.9)]])
     assert unlabelled[0.4]["fp_per_image"] == 1.0
     assert unlabelled[0.4]["fp_per_image_unlabelled_set_aside"] == 0.0
+
+
+def test_several_mining_detectors_pool_their_detections_once_each(tmp_path):
+    """--hard-negatives A B: the detections of both, one box where both fire on the same place, so the
+    same detector named twice mines exactly what it mines alone."""
+    from alprd.training.scene_mining import mine
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "plate_detector.onnx"
+    rng = np.random.default_rng(4)
+    scenes = [(render_still(rng, 960, 540, layout)[0], np.zeros((0, 4), np.float32)) for layout in ("us", "eu")]
+    keys = ["a", "b"]
+    alone = mine(scenes, keys, None, shipped, tmp_path / "alone.json")
+    twice = mine(scenes, keys, None, [shipped, shipped], tmp_path / "twice.json")
+    assert sum(len(m.negatives) for m in alone) >= 2  # the unlabelled plates, as nothing explains them
+    assert [m.negatives for m in twice] == [m.negatives for m in alone]
+    assert (tmp_path / "twice.json").exists()

@@ -72,18 +72,20 @@ def mine_scene(labels: np.ndarray, teacher: list[Box], student: list[Box], keep:
 
 
 def mine(scenes: list[tuple[np.ndarray, np.ndarray]], keys: list[str], teacher_path: Path | None,
-         student_path: Path | None, cache: Path, keep: float = 0.5) -> list[MinedScene]:
+         student_paths: Path | Sequence[Path] | None, cache: Path, keep: float = 0.5) -> list[MinedScene]:
     """Mine every scene once; the result is cached in `cache` (keyed by image) so a resumed run
-    trains on the same boxes."""
+    trains on the same boxes. Several student detectors (say, this round's and the last round's)
+    pool their detections, so a run trains on the mistakes of both."""
     stored = json.loads(cache.read_text()) if cache.exists() else {}
     todo = [i for i, k in enumerate(keys) if k not in stored]
     if todo:
         teacher = TeacherDetector(teacher_path) if teacher_path else None
-        student = _student(student_path) if student_path else None
+        paths = [student_paths] if isinstance(student_paths, Path) else list(student_paths or [])
+        students = [_student(p) for p in paths]
         for i in todo:
             img = scenes[i][0]
             t = teacher.detect(img) if teacher else []
-            s = [(*map(float, d.box), d.confidence) for d in student.detect(img)] if student else []
+            s = nms([(*map(float, d.box), d.confidence) for st in students for d in st.detect(img)], 0.5)
             stored[keys[i]] = {"teacher": t, "student": s}
         cache.write_text(json.dumps(stored))
     out = []

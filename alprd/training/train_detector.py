@@ -210,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-detector", type=Path,
                     help="teacher detector ONNX (training only): its confident boxes the labels lack become plates")
     ap.add_argument("--teacher-keep", type=float, default=0.5, help="teacher score that makes an unlabelled box a plate")
-    ap.add_argument("--hard-negatives", type=Path,
-                    help="detector ONNX whose detections on no plate become hard negatives (e.g. the shipped one)")
+    ap.add_argument("--hard-negatives", type=Path, nargs="+", metavar="ONNX",
+                    help="detector ONNX files whose detections on no plate become hard negatives (e.g. the shipped "
+                         "one; several: their detections together, one box where two overlap)")
     ap.add_argument("--hard-p", type=float, default=0.2, help="share of crops centred on a hard negative")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

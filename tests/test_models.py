@@ -228,7 +228,8 @@ def test_distill_needs_a_teacher(tmp_path):
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
 def test_a_run_with_a_moving_average_keeps_the_average_and_resumes_it(tmp_path):
     """--ema: the weights evaluated and kept as best.pt (which --export exports) are the moving average, not the last
-    step's; the average resumes with the run; a decay outside 0..1 is refused in one line."""
+    step's, for the reader and the detector; the average resumes with the run; a decay outside 0..1 is refused
+    in one line."""
     torch = pytest.importorskip("torch")
     args = ["train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--batch", "8", "--synthetic", "16",
             "--workers", "1", "--limit", "40", "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--ema", "0.5"]
@@ -249,6 +250,19 @@ def test_a_run_with_a_moving_average_keeps_the_average_and_resumes_it(tmp_path):
     assert int(resumed["ema"]["n_averaged"]) == 4
     r = alprd("train", "ocr", "--out", str(tmp_path / "x"), "--ema", "1.5")
     assert r.returncode != 0 and "--ema 1.5" in r.stderr and "Traceback" not in r.stderr
+    # The detector's trainer keeps its average the same way, in every step checkpoint too.
+    r = alprd("train", "detector", "--data", str(DATA), "--out", str(tmp_path / "det"), "--steps", "3", "--lr", "1e-2",
+              "--batch", "2", "--faces", "4", "--eval-every", "3", "--eval-limit", "3", "--limit", "10",
+              "--init-onnx", str(REPO / "models" / "plate_detector.onnx"), "--ema", "0.5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    last = torch.load(tmp_path / "det" / "last.pt", weights_only=False)
+    average = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    for kept in ("best.pt", "step3.pt"):
+        weights = torch.load(tmp_path / "det" / kept, weights_only=False)["model"]
+        assert weights.keys() == average.keys() and all(torch.equal(weights[k], average[k]) for k in average)
+    assert any(not torch.equal(average[k], last["model"][k]) for k in average if average[k].is_floating_point())
+    r = alprd("train", "detector", "--out", str(tmp_path / "y"), "--ema", "-0.1")
+    assert r.returncode != 0 and "--ema -0.1" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_new_head_starts_from_the_shipped_backbone_and_exports(tmp_path):

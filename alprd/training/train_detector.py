@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from alprd.datasets import SceneSample, detection_splits
+from alprd.errors import UserError
 from alprd.recognition.preprocess import decode_centers, iou, letterbox
 from alprd.training.common import (
     RunRecord,
+    ema_model,
     export_onnx,
     load_checkpoint,
     load_image,
@@ -214,7 +216,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="detector ONNX files whose detections on no plate become hard negatives (e.g. the shipped "
                          "one; several: their detections together, one box where two overlap)")
     ap.add_argument("--hard-p", type=float, default=0.2, help="share of crops centred on a hard negative")
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="evaluate, keep and export an exponential moving average of the weights with this "
+                         "decay per step (e.g. 0.998); 0: the weights as trained")
     args = ap.parse_args(argv)
+    if not 0.0 <= args.ema < 1.0:
+        raise UserError(f"--ema {args.ema}: give a decay per step in 0..1 (e.g. 0.998), or 0 for no average")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "detector", {k: str(v) for k, v in vars(args).items()})
@@ -260,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         warm_start(net, args.init_onnx, torch.from_numpy(np.stack(calib).transpose(0, 3, 1, 2).astype(np.float32)))
         rec.set("init_onnx", {"path": str(args.init_onnx)})
         print(f"warm start from {args.init_onnx}", flush=True)
+    ema = ema_model(net, args.ema) if args.ema else None
+    if ema is not None and ck and "ema" in ck:
+        ema.load_state_dict(ck["ema"])
+    kept = ema.module if ema is not None else net  # what is evaluated, kept and exported
     rng = np.random.default_rng(step + 7)
     net.train()
     t0 = time.time()
@@ -288,25 +299,28 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(net)
         step += 1
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f} (heat {loss_h.item():.3f} size {loss_s.item():.3f} "
                   f"off {loss_o.item():.3f}) {(time.time() - t0) / 50:.2f}s/step", flush=True)
             t0 = time.time()
         if step % args.eval_every == 0 or step == args.steps:
-            metrics = evaluate(net, dev, args.input_width)
-            metrics["recall_far50"] = evaluate(net, far, args.input_width)["recall"]
-            rec.add_eval(step, metrics)
+            metrics = evaluate(kept, dev, args.input_width)
+            metrics["recall_far50"] = evaluate(kept, far, args.input_width)["recall"]
+            rec.add_eval(step, metrics | ({"ema": args.ema} if ema is not None else {}))
             print(f"eval step {step}: {metrics}", flush=True)
             score = metrics["recall"] + 0.5 * metrics["recall_far50"] - 0.05 * metrics["fp_per_image"]
             if score > best:
                 best = score
-                save_checkpoint(args.out / "best.pt", model=net.state_dict(), step=step, metrics=metrics)
+                save_checkpoint(args.out / "best.pt", model=kept.state_dict(), step=step, metrics=metrics)
             # Every evaluated checkpoint is kept (1.6 MB each): a full dev evaluation may prefer
             # another trade of recall against false positives than the score above.
-            save_checkpoint(args.out / f"step{step}.pt", model=net.state_dict(), step=step, metrics=metrics)
+            save_checkpoint(args.out / f"step{step}.pt", model=kept.state_dict(), step=step, metrics=metrics)
+            extra = {"ema": ema.state_dict()} if ema is not None else {}
             save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(),
-                            sched=sched.state_dict(), step=step, best=best)
+                            sched=sched.state_dict(), step=step, best=best, **extra)
     if args.export:
         export_detector(args.out / "best.pt", args.export)
         rec.set("exported", str(args.export))

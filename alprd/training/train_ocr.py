@@ -21,6 +21,7 @@ from alprd.recognition.base import ALPHABET, PAD
 from alprd.recognition.preprocess import crop_plate, iou, ocr_input
 from alprd.training.common import (
     RunRecord,
+    ema_model,
     export_onnx,
     load_checkpoint,
     load_image,
@@ -713,12 +714,6 @@ def main(argv: list[str] | None = None) -> int:
         export_ocr(args.out / "best.pt", args.export)
         rec.set("exported", str(args.export))
     return 0
-
-
-def ema_model(net: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """A moving average of `net`'s weights and batch-norm statistics, starting from them as they are."""
-    return torch.optim.swa_utils.AveragedModel(
-        net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def export_ocr(checkpoint: Path, path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
@@ -16,12 +17,35 @@ import torch
 from alprd.errors import UserError
 
 
-def ema_model(net: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """A moving average of `net`'s weights and batch-norm statistics, starting from them as they are.
-    Continuation runs swing by points of dev recall or exact match from one evaluation to the next;
-    the average over the last few hundred steps is not one draw from that swing."""
-    return torch.optim.swa_utils.AveragedModel(
+def add_ema_argument(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--ema", type=_ema_decay, default=0.0, metavar="DECAY",
+                    help="evaluate, keep and export an exponential moving average of the weights with this "
+                         "decay per step (e.g. 0.998); 0: the weights as trained")
+
+
+def _ema_decay(value: str) -> float:
+    try:
+        decay = float(value)
+    except ValueError:
+        decay = -1.0
+    if not 0.0 <= decay < 1.0:
+        raise UserError(f"--ema {value}: give a decay per step in 0..1 (e.g. 0.998), or 0 for no average")
+    return decay
+
+
+def moving_average(net: torch.nn.Module, decay: float, checkpoint: dict[str, Any] | None
+                   ) -> tuple[torch.optim.swa_utils.AveragedModel | None, torch.nn.Module]:
+    """The moving average of `net`'s weights and batch-norm statistics (resumed from `checkpoint`'s
+    "ema" where it has one), and the network a run evaluates, keeps and exports: the average, or
+    `net` itself when `decay` is 0. Continuation runs swing by points of dev figures from one
+    evaluation to the next; the average over the last few hundred steps is not one draw from that swing."""
+    if not decay:
+        return None, net
+    ema = torch.optim.swa_utils.AveragedModel(
         net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
+    if checkpoint and "ema" in checkpoint:
+        ema.load_state_dict(checkpoint["ema"])
+    return ema, ema.module
 
 
 def load_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:

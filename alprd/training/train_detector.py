@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from alprd.datasets import SceneSample, detection_splits
-from alprd.errors import UserError
 from alprd.recognition.preprocess import decode_centers, iou, letterbox
 from alprd.training.common import (
     RunRecord,
-    ema_model,
+    add_ema_argument,
     export_onnx,
     load_checkpoint,
     load_image,
+    moving_average,
     resume_schedule,
     save_checkpoint,
     warm_start,
@@ -216,12 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="detector ONNX files whose detections on no plate become hard negatives (e.g. the shipped "
                          "one; several: their detections together, one box where two overlap)")
     ap.add_argument("--hard-p", type=float, default=0.2, help="share of crops centred on a hard negative")
-    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
-                    help="evaluate, keep and export an exponential moving average of the weights with this "
-                         "decay per step (e.g. 0.998); 0: the weights as trained")
+    add_ema_argument(ap)
     args = ap.parse_args(argv)
-    if not 0.0 <= args.ema < 1.0:
-        raise UserError(f"--ema {args.ema}: give a decay per step in 0..1 (e.g. 0.998), or 0 for no average")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "detector", {k: str(v) for k, v in vars(args).items()})
@@ -267,10 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         warm_start(net, args.init_onnx, torch.from_numpy(np.stack(calib).transpose(0, 3, 1, 2).astype(np.float32)))
         rec.set("init_onnx", {"path": str(args.init_onnx)})
         print(f"warm start from {args.init_onnx}", flush=True)
-    ema = ema_model(net, args.ema) if args.ema else None
-    if ema is not None and ck and "ema" in ck:
-        ema.load_state_dict(ck["ema"])
-    kept = ema.module if ema is not None else net  # what is evaluated, kept and exported
+    ema, kept = moving_average(net, args.ema, ck)  # kept: what is evaluated, kept and exported
     rng = np.random.default_rng(step + 7)
     net.train()
     t0 = time.time()

@@ -21,10 +21,11 @@ from alprd.recognition.base import ALPHABET, PAD
 from alprd.recognition.preprocess import crop_plate, iou, ocr_input
 from alprd.training.common import (
     RunRecord,
-    ema_model,
+    add_ema_argument,
     export_onnx,
     load_checkpoint,
     load_image,
+    moving_average,
     resume_schedule,
     save_checkpoint,
     warm_start,
@@ -515,9 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
-    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
-                    help="evaluate, keep and export an exponential moving average of the weights with this "
-                         "decay per step (e.g. 0.998); 0: the weights as trained")
+    add_ema_argument(ap)
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
     ap.add_argument("--head", choices=HEADS, default="attn",
@@ -535,8 +534,6 @@ def main(argv: list[str] | None = None) -> int:
     if not (0.0 <= args.eu_road <= 1.0 and 0.0 <= args.us_varied <= 1.0 and args.us_varied + args.eu_road <= 1.0):
         raise UserError(f"--us-varied {args.us_varied} and --eu-road {args.eu_road}: shares of the synthetic plates, "
                         "each 0..1 and together at most 1")
-    if not 0.0 <= args.ema < 1.0:
-        raise UserError(f"--ema {args.ema}: give a decay per step in 0..1 (e.g. 0.998), or 0 for no average")
     if args.init_onnx and args.head == "ctc":
         raise UserError(f"--init-onnx {args.init_onnx}: only a slots or attn reader can be warm-started")
     torch.set_num_threads(args.threads)
@@ -646,12 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         m = {k: evaluate(net, v) for k, v in dev.items()}
         print(f"warm start from {args.init_onnx}: {m}", flush=True)
         rec.set("init_onnx", {"path": str(args.init_onnx), "dev": m})
-    # The dev figures of continuation runs swing by several points between evaluations: the last
-    # steps' weights are a draw from that swing. An average over the last few hundred steps is not.
-    ema = ema_model(net, args.ema) if args.ema else None
-    if ema is not None and ck and "ema" in ck:
-        ema.load_state_dict(ck["ema"])
-    kept = ema.module if ema is not None else net  # what is evaluated, kept as best.pt and exported
+    ema, kept = moving_average(net, args.ema, ck)  # kept: what is evaluated, kept as best.pt and exported
     rng = np.random.default_rng(step)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     ctc_loss = nn.CTCLoss(blank=CHARS.index(PAD), zero_infinity=True)

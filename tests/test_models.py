@@ -65,8 +65,8 @@ def test_read_finds_and_reads_synthetic_plates(tmp_path):
     assert exact / 36 >= READ_EXACT_MIN, f"read {exact}/36 exactly"
 
 
-# Measured with detector 0.4.0 + reader 0.5.1 and the five-box second look: 35/36 found, 32/36 read exactly
-# (detector 0.3.0: 35 and 33).
+# Measured with detector 0.4.0 + reader 0.5.2 and the five-box second look: 35/36 found, 34/36 read exactly
+# (reader 0.5.1: 35 and 32; with detector 0.3.0: 35 and 33).
 # With 0.5.0 (see models/MODEL_CARD.md): 35/36 found, 34/36 read exactly,
 # with the daemon's second look or without it (one look: 33 and 32 on two other draws). With 0.4.2 and
 # its int8 0.4.3 alike: 33/36 (34 and 29 on two other draws; reader 0.4.1: 33, 31 and 29; with detector

@@ -96,7 +96,7 @@ def test_several_mining_detectors_pool_their_detections_once_each(tmp_path):
     rng = np.random.default_rng(4)
     scenes = [(render_still(rng, 960, 540, layout)[0], np.zeros((0, 4), np.float32)) for layout in ("us", "eu")]
     keys = ["a", "b"]
-    alone = mine(scenes, keys, None, shipped, tmp_path / "alone.json")
+    alone = mine(scenes, keys, None, [shipped], tmp_path / "alone.json")
     twice = mine(scenes, keys, None, [shipped, shipped], tmp_path / "twice.json")
     assert sum(len(m.negatives) for m in alone) >= 2  # the unlabelled plates, as nothing explains them
     assert [m.negatives for m in twice] == [m.negatives for m in alone]

@@ -33,19 +33,32 @@ def _ema_decay(value: str) -> float:
     return decay
 
 
-def moving_average(net: torch.nn.Module, decay: float, checkpoint: dict[str, Any] | None
-                   ) -> tuple[torch.optim.swa_utils.AveragedModel | None, torch.nn.Module]:
-    """The moving average of `net`'s weights and batch-norm statistics (resumed from `checkpoint`'s
-    "ema" where it has one), and the network a run evaluates, keeps and exports: the average, or
-    `net` itself when `decay` is 0. Continuation runs swing by points of dev figures from one
-    evaluation to the next; the average over the last few hundred steps is not one draw from that swing."""
-    if not decay:
-        return None, net
-    ema = torch.optim.swa_utils.AveragedModel(
-        net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
-    if checkpoint and "ema" in checkpoint:
-        ema.load_state_dict(checkpoint["ema"])
-    return ema, ema.module
+class MovingAverage:
+    """The exponential moving average of a network's weights and batch-norm statistics that a run
+    with `--ema` evaluates, keeps and exports (`kept`), resumed from a checkpoint's "ema" where it
+    has one; with decay 0 every call is a no-op and `kept` is the network itself. Continuation runs
+    swing by points of dev figures from one evaluation to the next; the average over the last few
+    hundred steps is not one draw from that swing."""
+
+    def __init__(self, net: torch.nn.Module, decay: float, checkpoint: dict[str, Any] | None):
+        self.decay = decay
+        self.average = torch.optim.swa_utils.AveragedModel(
+            net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
+        if self.average is not None and checkpoint and "ema" in checkpoint:
+            self.average.load_state_dict(checkpoint["ema"])
+        self.kept: torch.nn.Module = self.average.module if self.average is not None else net
+
+    def update(self, net: torch.nn.Module) -> None:
+        if self.average is not None:
+            self.average.update_parameters(net)
+
+    def record(self) -> dict[str, float]:
+        """What an evaluation's record adds: the decay, when the figures are the average's."""
+        return {"ema": self.decay} if self.average is not None else {}
+
+    def checkpoint(self) -> dict[str, Any]:
+        """What last.pt adds so that a resumed run carries the average on."""
+        return {"ema": self.average.state_dict()} if self.average is not None else {}
 
 
 def load_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:

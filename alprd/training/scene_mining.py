@@ -72,7 +72,7 @@ def mine_scene(labels: np.ndarray, teacher: list[Box], student: list[Box], keep:
 
 
 def mine(scenes: list[tuple[np.ndarray, np.ndarray]], keys: list[str], teacher_path: Path | None,
-         student_paths: Path | Sequence[Path] | None, cache: Path, keep: float = 0.5) -> list[MinedScene]:
+         student_paths: Sequence[Path], cache: Path, keep: float = 0.5) -> list[MinedScene]:
     """Mine every scene once; the result is cached in `cache` (keyed by image) so a resumed run
     trains on the same boxes. Several student detectors (say, this round's and the last round's)
     pool their detections, so a run trains on the mistakes of both."""
@@ -80,8 +80,7 @@ def mine(scenes: list[tuple[np.ndarray, np.ndarray]], keys: list[str], teacher_p
     todo = [i for i, k in enumerate(keys) if k not in stored]
     if todo:
         teacher = TeacherDetector(teacher_path) if teacher_path else None
-        paths = [student_paths] if isinstance(student_paths, Path) else list(student_paths or [])
-        students = [_student(p) for p in paths]
+        students = [_student(p) for p in student_paths]
         for i in todo:
             img = scenes[i][0]
             t = teacher.detect(img) if teacher else []

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from alprd.datasets import SceneSample, detection_splits
 from alprd.recognition.preprocess import decode_centers, iou, letterbox
 from alprd.training.common import (
+    MovingAverage,
     RunRecord,
     add_ema_argument,
     export_onnx,
     load_checkpoint,
     load_image,
-    moving_average,
     resume_schedule,
     save_checkpoint,
     warm_start,
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     negatives: list[tuple[int, tuple[float, ...]]] = []
     if args.teacher_detector or args.hard_negatives:
         t1 = time.time()
-        mined = mine(train, [str(x.image) for x in splits["train"]], args.teacher_detector, args.hard_negatives,
+        mined = mine(train, [str(x.image) for x in splits["train"]], args.teacher_detector, args.hard_negatives or [],
                      args.out / "mined.json", args.teacher_keep)
         train = [(img, np.concatenate([boxes, np.array([b[:4] for b in m.extra], np.float32).reshape(-1, 4)]))
                  for (img, boxes), m in zip(train, mined)]
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         warm_start(net, args.init_onnx, torch.from_numpy(np.stack(calib).transpose(0, 3, 1, 2).astype(np.float32)))
         rec.set("init_onnx", {"path": str(args.init_onnx)})
         print(f"warm start from {args.init_onnx}", flush=True)
-    ema, kept = moving_average(net, args.ema, ck)  # kept: what is evaluated, kept and exported
+    ema = MovingAverage(net, args.ema, ck)  # ema.kept: what is evaluated, kept and exported
     rng = np.random.default_rng(step + 7)
     net.train()
     t0 = time.time()
@@ -292,28 +292,26 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
         opt.step()
         sched.step()
-        if ema is not None:
-            ema.update_parameters(net)
+        ema.update(net)
         step += 1
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f} (heat {loss_h.item():.3f} size {loss_s.item():.3f} "
                   f"off {loss_o.item():.3f}) {(time.time() - t0) / 50:.2f}s/step", flush=True)
             t0 = time.time()
         if step % args.eval_every == 0 or step == args.steps:
-            metrics = evaluate(kept, dev, args.input_width)
-            metrics["recall_far50"] = evaluate(kept, far, args.input_width)["recall"]
-            rec.add_eval(step, metrics | ({"ema": args.ema} if ema is not None else {}))
+            metrics = evaluate(ema.kept, dev, args.input_width)
+            metrics["recall_far50"] = evaluate(ema.kept, far, args.input_width)["recall"]
+            rec.add_eval(step, metrics | ema.record())
             print(f"eval step {step}: {metrics}", flush=True)
             score = metrics["recall"] + 0.5 * metrics["recall_far50"] - 0.05 * metrics["fp_per_image"]
             if score > best:
                 best = score
-                save_checkpoint(args.out / "best.pt", model=kept.state_dict(), step=step, metrics=metrics)
+                save_checkpoint(args.out / "best.pt", model=ema.kept.state_dict(), step=step, metrics=metrics)
             # Every evaluated checkpoint is kept (1.6 MB each): a full dev evaluation may prefer
             # another trade of recall against false positives than the score above.
-            save_checkpoint(args.out / f"step{step}.pt", model=kept.state_dict(), step=step, metrics=metrics)
-            extra = {"ema": ema.state_dict()} if ema is not None else {}
+            save_checkpoint(args.out / f"step{step}.pt", model=ema.kept.state_dict(), step=step, metrics=metrics)
             save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(),
-                            sched=sched.state_dict(), step=step, best=best, **extra)
+                            sched=sched.state_dict(), step=step, best=best, **ema.checkpoint())
     if args.export:
         export_detector(args.out / "best.pt", args.export)
         rec.set("exported", str(args.export))

@@ -20,12 +20,12 @@ from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, PAD
 from alprd.recognition.preprocess import crop_plate, iou, ocr_input
 from alprd.training.common import (
+    MovingAverage,
     RunRecord,
     add_ema_argument,
     export_onnx,
     load_checkpoint,
     load_image,
-    moving_average,
     resume_schedule,
     save_checkpoint,
     warm_start,
@@ -643,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         m = {k: evaluate(net, v) for k, v in dev.items()}
         print(f"warm start from {args.init_onnx}: {m}", flush=True)
         rec.set("init_onnx", {"path": str(args.init_onnx), "dev": m})
-    ema, kept = moving_average(net, args.ema, ck)  # kept: what is evaluated, kept as best.pt and exported
+    ema = MovingAverage(net, args.ema, ck)  # ema.kept: what is evaluated, kept as best.pt and exported
     rng = np.random.default_rng(step)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     ctc_loss = nn.CTCLoss(blank=CHARS.index(PAD), zero_infinity=True)
@@ -685,23 +685,21 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
         sched.step()
-        if ema is not None:
-            ema.update_parameters(net)
+        ema.update(net)
         step += 1
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f} {(time.time() - t0) / 50:.2f}s/step", flush=True)
             t0 = time.time()
         if step % args.eval_every == 0 or step == args.steps:
-            m = {k: evaluate(kept, v) for k, v in dev.items()}
+            m = {k: evaluate(ema.kept, v) for k, v in dev.items()}
             score = float(np.nanmean(list(m.values())))
-            rec.add_eval(step, m | ({"ema": args.ema} if ema is not None else {}))
-            print(f"eval step {step}{' (moving average)' if ema is not None else ''}: {m}", flush=True)
+            rec.add_eval(step, m | ema.record())
+            print(f"eval step {step}{' (moving average)' if ema.average is not None else ''}: {m}", flush=True)
             if score > best:
                 best = score
-                save_checkpoint(args.out / "best.pt", model=kept.state_dict(), step=step, metrics=m, head=args.head)
-            extra = {"ema": ema.state_dict()} if ema is not None else {}
+                save_checkpoint(args.out / "best.pt", model=ema.kept.state_dict(), step=step, metrics=m, head=args.head)
             save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(), head=args.head,
-                            sched=sched.state_dict(), step=step, best=best, **extra)
+                            sched=sched.state_dict(), step=step, best=best, **ema.checkpoint())
     if args.export:
         export_ocr(args.out / "best.pt", args.export)
         rec.set("exported", str(args.export))

@@ -182,7 +182,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--shrink-to {args.shrink_to}: give a plate width in px at 1920 px scale, 8..400")
     if not 0 <= args.margin <= 0.5:
         raise UserError(f"--margin {args.margin}: give a share of the crop's width, 0..0.5")
-    return run_eval(Path(args.dataset), _models_config(args), args.json, args.split, args.shrink_to, args.margin)
+    return run_eval(Path(args.dataset), _models_config(args), args.json, args.split, args.shrink_to, args.margin,
+                    Path(args.relabel) if args.relabel else None)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -295,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.0, metavar="SHARE",
                    help="crops: add this share of each crop's width left and right (twice it above and "
                         "below), as a loose detector box frames a plate; tight crop sets flatter a reader")
+    p.add_argument("--relabel", metavar="CSV",
+                   help="crops: image,dataset_text,text rows read by eye that replace the set's own labels "
+                        "(the split stays the set's own)")
     p = sub.add_parser("synth", help="render a synthetic traffic video with known plates")
     p.add_argument("out")
     p.add_argument("--vehicles", type=int, default=6)

@@ -6,6 +6,7 @@ detector, crop, OCR. Crop sets (an OCR CSV) measure the reader alone on the give
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from alprd.datasets import (
     romania_video,
 )
 from alprd.errors import UserError
+from alprd.recognition.base import ALPHABET
 from alprd.recognition.preprocess import iou
 from alprd.recognition.recognizer import Recognizer, Timings
 
@@ -157,8 +159,41 @@ def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0) ->
             "char_accuracy": chars_ok / max(1, chars), "ms_per_crop": ms, "errors": errors[:200]}
 
 
+RELABEL_HEADER = ["image", "dataset_text", "text"]
+
+
+def relabel_crops(crops: list[CropSample], dataset: Path, relabel: Path) -> tuple[list[CropSample], int]:
+    """The crop set with some labels replaced by texts read by eye: a label taken from a file name can
+    name another plate than the crop shows (DXW7358 for a plate reading DXV7358). Each row names the
+    crop as the set's `image` column does and the label it corrects, so a correction that no longer
+    matches the set is an error, not silently applied. The held-out split stays decided by the set's
+    own label, so the same crops are scored either way."""
+    by_image = {c.image.relative_to(dataset.parent).as_posix(): i for i, c in enumerate(crops)}
+    out = list(crops)
+    try:
+        with open(relabel, newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        raise UserError(f"--relabel {relabel}: {e.strerror}") from None
+    if not rows or rows[0] != RELABEL_HEADER:
+        raise UserError(f"--relabel {relabel}: the header must be {','.join(RELABEL_HEADER)}")
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != 3:
+            raise UserError(f"--relabel {relabel}: line {n} has {len(row)} fields, not 3")
+        image, was, text = row[0], row[1].strip().upper(), row[2].strip().upper()
+        if image not in by_image:
+            raise UserError(f"--relabel {relabel}: line {n}: {image} is not a crop of {dataset}")
+        if not 1 <= len(text) <= 10 or any(ch not in ALPHABET for ch in text):
+            raise UserError(f"--relabel {relabel}: line {n}: text {text!r} must be 1-10 of {ALPHABET}")
+        c = out[by_image[image]]
+        if c.text != was:
+            raise UserError(f"--relabel {relabel}: line {n}: {dataset} labels {image} {c.text!r}, not {was!r}")
+        out[by_image[image]] = dataclasses.replace(c, text=text)
+    return out, len(rows) - 1
+
+
 def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: str = "all",
-             shrink_to: float | None = None, margin: float = 0.0) -> int:
+             shrink_to: float | None = None, margin: float = 0.0, relabel: Path | None = None) -> int:
     rec = Recognizer.from_config(models)
     if dataset.is_dir():
         kind = "benchmark"
@@ -169,6 +204,8 @@ def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: s
     if margin and kind != "ocr":
         raise UserError(f"--margin {margin}: only for a crop CSV (image,text); {dataset} holds scenes, whose "
                         "plates the detector frames itself")
+    if relabel and kind != "ocr":
+        raise UserError(f"--relabel {relabel}: only for a crop CSV (image,text); {dataset} holds scenes")
     if kind == "benchmark":
         scenes = read_openalpr_benchmark(dataset)
         if not scenes:
@@ -180,12 +217,20 @@ def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: s
         if shrink_to:
             result["shrunk_to_px"] = shrink_to
     else:
-        crops = [c for c in read_ocr_csv(dataset) if c.text]
+        crops = read_ocr_csv(dataset)
+        corrected: set[Path] = set()
+        if relabel:
+            given = {c.image: c.text for c in crops}
+            crops, _ = relabel_crops(crops, dataset, relabel)
+            corrected = {c.image for c in crops if c.text != given[c.image]}
+        crops = [c for c in crops if c.text]
         if split != "all":
             crops = [c for c in crops if is_held_out(c.group) == (split == "dev")]
         result = {"dataset": str(dataset), "split": split, "kind": "crops", **eval_crops(rec, crops, margin)}
         if margin:
             result["margin"] = margin
+        if relabel:
+            result["relabelled"] = sum(c.image in corrected for c in crops)
     result["models"] = rec.model_versions
     _print_table(result)
     if json_out:

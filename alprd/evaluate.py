@@ -76,7 +76,7 @@ def shrink_scene(img: np.ndarray, boxes: list[BoxLabel], plate_px: float) -> tup
 
 
 def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | None = None) -> dict:
-    boxes = found = small = small_found = fps = texts = exact = dets_total = stray_reads = 0
+    boxes = found = small = small_found = fps = texts = exact = dets_total = stray_reads = with_read = 0
     errors: list[dict] = []
     tm = Timings()
     t0 = time.perf_counter()
@@ -97,6 +97,7 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
             boxes += 1
             found += bool(hits)
             matched.update(hits)
+            with_read += any(iou(gt, r.box) > IOU_MIN for r in reads)
             if (b.x2 - b.x1) * scale_1080 < 60:
                 small += 1
                 small_found += bool(hits)
@@ -123,6 +124,10 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
         "recall_small": small_found / max(1, small) if small else None,
         "labelled_texts": texts,
         "exact_match": exact / texts if texts else None,
+        # The unit's own verdict on what is a plate: the detector's boxes that the reader reads
+        # above its floor. Against stray_reads_per_image, the recall and false positives of what is
+        # published, not of every box the detector proposes.
+        "read_recall": with_read / max(1, boxes),
         "stray_reads_per_image": stray_reads / n,
         "ms_per_image": (time.perf_counter() - t0) * 1000 / n,
         "detect_ms_per_image": tm.detect_ms / n,

@@ -65,6 +65,8 @@ def test_openalpr_benchmark_folder_and_detection_csv_give_the_same_figures(still
     truths = {text for _, text, _ in stills}
     assert all(e["truth"] in truths and e["read"] != e["truth"] for e in folder["errors"])
     assert folder["stray_reads_per_image"] <= 2 / 18, folder
+    # Plates with a read published on them: every exact read is one, and each needs a detector box.
+    assert folder["exact_match"] <= folder["read_recall"] <= folder["recall"], folder
     # A label that moves the box away from the plate is a miss, not a hit: IoU is really checked.
     moved = tmp_path / "moved"
     moved.mkdir()
@@ -72,7 +74,7 @@ def test_openalpr_benchmark_folder_and_detection_csv_give_the_same_figures(still
         (moved / path.name).write_bytes(path.read_bytes())
         (moved / path.with_suffix(".txt").name).write_text(f"{path.name}\t5\t5\t{x2 - x1}\t{y2 - y1}\t{text}\n")
     off = run_eval(tmp_path, str(moved))
-    assert off["recall"] == 0.0 and off["exact_match"] == 0.0
+    assert off["recall"] == 0.0 and off["exact_match"] == 0.0 and off["read_recall"] == 0.0
     assert len(off["errors"]) == 6 and not any(e["found"] or e["read"] for e in off["errors"])
     # The real plates' reads now lie where no label is.
     assert off["stray_reads_per_image"] >= 0.5, off

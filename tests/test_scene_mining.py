@@ -61,6 +61,27 @@ def test_hard_negative_crops_are_centred_on_the_negative():
     assert badge_seen(()) < 10
 
 
+def test_far_share_crops_hold_the_plate_at_far_plate_size():
+    """--far-share: the crop is centred on a labelled plate shrunk to FAR_PLATE_PX wide, whatever
+    size the scene shows it at; with no share, the usual zoom range (mostly larger plates)."""
+    from alprd.training.train_detector import FAR_PLATE_PX
+
+    scene = np.full((1080, 1920, 3), 90, np.uint8)
+    plate = np.array([[900, 600, 1140, 660]], np.float32)  # 240 px wide: a near plate
+    def widths(far_p: float) -> list[float]:
+        out = []
+        for seed in range(40):
+            _, boxes = sample(np.random.default_rng(seed), [(scene, plate)], [], 320, 0.0, far_p=far_p)
+            out.extend(float(b[2] - b[0]) for b in boxes)
+        return out
+
+    far = widths(1.0)
+    assert len(far) == 40  # centred on the plate every time, so it is always in the crop
+    assert all(FAR_PLATE_PX[0] - 0.5 <= w <= FAR_PLATE_PX[1] + 0.5 for w in far), far
+    usual = widths(0.0)
+    assert sum(w > FAR_PLATE_PX[1] for w in usual) > len(usual) / 2
+
+
 @pytest.mark.skipif(not TEACHER.exists(), reason="../shared/teachers is not beside the checkout")
 def test_teacher_boxes_land_on_the_plate_in_frame_coordinates():
     """The letterbox and the half-frame passes map back to the frame: a rendered plate is found

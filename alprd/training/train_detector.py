@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from alprd.datasets import SceneSample, detection_splits
+from alprd.errors import UserError
 from alprd.recognition.preprocess import decode_centers, iou, letterbox
 from alprd.training.common import (
     MovingAverage,
@@ -72,27 +73,36 @@ def paste_plate(rng: np.random.Generator, canvas: np.ndarray, face: np.ndarray) 
     return np.array([max(0, x1), max(0, y1), min(W, x2), min(H, y2)], np.float32)
 
 
+FAR_PLATE_PX = (8.0, 22.0)  # at the 640-px input: 25-65 px wide in a 1920-px frame
+
+
 def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: float,
-           negatives: Sequence[tuple[int, Sequence[float]]] = (), hard_p: float = 0.0):
+           negatives: Sequence[tuple[int, Sequence[float]]] = (), hard_p: float = 0.0, far_p: float = 0.0):
     """A training crop and its plate boxes. With `negatives` ((scene index, box) pairs, see
     scene_mining), a share `hard_p` of crops is centred on a place where the previous detector
-    fired on no plate."""
+    fired on no plate. A share `far_p` of the other crops is centred on a labelled plate shrunk to
+    FAR_PLATE_PX wide, the far plates the zoom range below reaches only now and then."""
     hard = None
     if negatives and rng.random() < hard_p:
         i, hard = negatives[rng.integers(len(negatives))]
         img, boxes = scenes[i]
     else:
         img, boxes = scenes[rng.integers(len(scenes))]
-    # Zoom out to 0.15: the real scenes hold few far plates, and 0.1.0 (trained down to 0.45) found
-    # almost none of the dev plates shrunk to 50 px at 1080p scale (`alprd eval --shrink-to 50`).
-    s = float(np.exp(rng.uniform(np.log(0.15), np.log(1.6))))
+    far = hard is None and len(boxes) > 0 and far_p > 0 and rng.random() < far_p
+    if far:
+        k = int(rng.integers(len(boxes)))
+        s = float(np.exp(rng.uniform(*np.log(FAR_PLATE_PX)))) / max(2.0, float(boxes[k, 2] - boxes[k, 0]))
+    else:
+        # Zoom out to 0.15: the real scenes hold few far plates, and 0.1.0 (trained down to 0.45)
+        # found almost none of the dev plates shrunk to 50 px at 1080p scale (`alprd eval --shrink-to 50`).
+        s = float(np.exp(rng.uniform(np.log(0.15), np.log(1.6))))
     s = min(s, 2000 / max(img.shape[:2]))
     im = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     bx = boxes * s
     h, w = im.shape[:2]
     # Crop centred on a plate most of the time so that each batch has positives.
-    if hard is not None or (len(bx) and rng.random() < 0.8):
-        b = np.array(hard[:4], np.float32) * s if hard is not None else bx[rng.integers(len(bx))]
+    if hard is not None or far or (len(bx) and rng.random() < 0.8):
+        b = np.array(hard[:4], np.float32) * s if hard is not None else bx[k] if far else bx[rng.integers(len(bx))]
         cx, cy = (b[0] + b[2]) / 2 + rng.uniform(-size / 3, size / 3), (b[1] + b[3]) / 2 + rng.uniform(-size / 3, size / 3)
     else:
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
@@ -216,8 +226,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="detector ONNX files whose detections on no plate become hard negatives (e.g. the shipped "
                          "one; several: their detections together, one box where two overlap)")
     ap.add_argument("--hard-p", type=float, default=0.2, help="share of crops centred on a hard negative")
+    ap.add_argument("--far-share", type=float, default=0.0, metavar="P",
+                    help=f"share of the other crops centred on a labelled plate shrunk to {FAR_PLATE_PX[0]:g}-"
+                         f"{FAR_PLATE_PX[1]:g} px wide (a far plate at the 640-px input)")
     add_ema_argument(ap)
     args = ap.parse_args(argv)
+    if not 0.0 <= args.far_share <= 1.0:
+        raise UserError(f"--far-share {args.far_share}: give a share of crops, 0..1")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "detector", {k: str(v) for k, v in vars(args).items()})
@@ -270,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     while step < args.steps:
         imgs, hs, whs, offs, masks = [], [], [], [], []
         for _ in range(args.batch):
-            im, bx = sample(rng, train, faces, args.size, args.composite, negatives, args.hard_p)
+            im, bx = sample(rng, train, faces, args.size, args.composite, negatives, args.hard_p, args.far_share)
             h, wh, off, m = targets(bx, args.size)
             imgs.append(im.transpose(2, 0, 1))
             hs.append(h)

@@ -167,12 +167,12 @@ def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0) ->
 RELABEL_HEADER = ["image", "dataset_text", "text"]
 
 
-def relabel_crops(crops: list[CropSample], dataset: Path, relabel: Path) -> tuple[list[CropSample], int]:
+def relabel_crops(crops: list[CropSample], dataset: Path, relabel: Path) -> tuple[list[CropSample], set[Path]]:
     """The crop set with some labels replaced by texts read by eye: a label taken from a file name can
     name another plate than the crop shows (DXW7358 for a plate reading DXV7358). Each row names the
     crop as the set's `image` column does and the label it corrects, so a correction that no longer
     matches the set is an error, not silently applied. The held-out split stays decided by the set's
-    own label, so the same crops are scored either way."""
+    own label, so the same crops are scored either way. Returns the crops and those relabelled."""
     by_image = {c.image.relative_to(dataset.parent).as_posix(): i for i, c in enumerate(crops)}
     out = list(crops)
     try:
@@ -194,7 +194,7 @@ def relabel_crops(crops: list[CropSample], dataset: Path, relabel: Path) -> tupl
         if c.text != was:
             raise UserError(f"--relabel {relabel}: line {n}: {dataset} labels {image} {c.text!r}, not {was!r}")
         out[by_image[image]] = dataclasses.replace(c, text=text)
-    return out, len(rows) - 1
+    return out, {c.image for c, given in zip(out, crops) if c.text != given.text}
 
 
 def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: str = "all",
@@ -225,9 +225,7 @@ def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: s
         crops = read_ocr_csv(dataset)
         corrected: set[Path] = set()
         if relabel:
-            given = {c.image: c.text for c in crops}
-            crops, _ = relabel_crops(crops, dataset, relabel)
-            corrected = {c.image for c in crops if c.text != given[c.image]}
+            crops, corrected = relabel_crops(crops, dataset, relabel)
         crops = [c for c in crops if c.text]
         if split != "all":
             crops = [c for c in crops if is_held_out(c.group) == (split == "dev")]

@@ -27,7 +27,7 @@ from alprd.datasets import (
     romania_video,
 )
 from alprd.errors import UserError
-from alprd.recognition.base import ALPHABET
+from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, is_plate_text
 from alprd.recognition.preprocess import iou
 from alprd.recognition.recognizer import Recognizer, Timings
 
@@ -188,8 +188,8 @@ def relabel_crops(crops: list[CropSample], dataset: Path, relabel: Path) -> tupl
         image, was, text = row[0], row[1].strip().upper(), row[2].strip().upper()
         if image not in by_image:
             raise UserError(f"--relabel {relabel}: line {n}: {image} is not a crop of {dataset}")
-        if not 1 <= len(text) <= 10 or any(ch not in ALPHABET for ch in text):
-            raise UserError(f"--relabel {relabel}: line {n}: text {text!r} must be 1-10 of {ALPHABET}")
+        if not is_plate_text(text):
+            raise UserError(f"--relabel {relabel}: line {n}: text {text!r} must be 1-{MAX_PLATE_CHARS} of {ALPHABET}")
         c = out[by_image[image]]
         if c.text != was:
             raise UserError(f"--relabel {relabel}: line {n}: {dataset} labels {image} {c.text!r}, not {was!r}")

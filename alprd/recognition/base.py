@@ -10,6 +10,12 @@ import numpy as np
 # The OCR alphabet is fixed by the shipped model's manifest; this is the default the project trains.
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PAD = "_"
+MAX_PLATE_CHARS = 10  # the reader's character slots
+
+
+def is_plate_text(text: str) -> bool:
+    """A text the reader can give: 1 to MAX_PLATE_CHARS characters of ALPHABET."""
+    return 1 <= len(text) <= MAX_PLATE_CHARS and all(c in ALPHABET for c in text)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from torch import nn
 
 from alprd.datasets import CropSample, SceneSample, detection_splits, ocr_splits, read_ocr_csv
 from alprd.errors import UserError
-from alprd.recognition.base import ALPHABET, PAD
+from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, PAD, is_plate_text
 from alprd.recognition.preprocess import crop_plate, iou, ocr_input
 from alprd.training.common import (
     MovingAverage,
@@ -32,7 +32,7 @@ from alprd.training.common import (
 )
 from alprd.training.nets import PlateOcrAttnNet, PlateOcrCtcNet, PlateOcrExport, PlateOcrNet, attn_grid
 
-H, W, SLOTS = 64, 128, 10
+H, W, SLOTS = 64, 128, MAX_PLATE_CHARS
 FRAMING_SCENES = 800  # training scenes a detector's box errors are measured on (--frame-with)
 CHARS = ALPHABET + PAD
 
@@ -259,8 +259,8 @@ def read_by_eye(csv_path: Path) -> dict[EyeKey, str]:
     except (OSError, ValueError) as e:
         raise UserError(f"{csv_path}: not an image,x1,y1,x2,y2,text or image,text CSV with whole-pixel boxes ({e})") from None
     for key, text in labels.items():
-        if not text or len(text) > SLOTS or any(c not in ALPHABET for c in text):
-            raise UserError(f"{csv_path}: {key[0]}: text {text!r} must be 1-{SLOTS} of {ALPHABET}")
+        if not is_plate_text(text):
+            raise UserError(f"{csv_path}: {key[0]}: text {text!r} must be 1-{MAX_PLATE_CHARS} of {ALPHABET}")
     return labels
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from alprd.recognition.manifest import default_models_dir, load_entry
-from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR
+from alprd.recognition.onnx_models import RECHECK_WINDOW, RECHECKS_PER_FRAME, OnnxPlateDetector, OnnxPlateOCR
 from alprd.synth.video import render_still
 
 
@@ -42,6 +42,15 @@ def main(argv: list[str] | None = None) -> int:
                                 input_width=width)
         med, p95 = _time(lambda d=det: d.detect(frame), args.repeat)
         print(f"detector  input {width:4d}x{det.input_size(1920, 1080)[1]:<4d}  {med:7.2f} ms  p95 {p95:7.2f} ms")
+    # The second look at a small unsure plate (models.small_plate_recheck_above): one window, at most
+    # RECHECKS_PER_FRAME a frame, so a frame's worst case is the full pass plus that many of these.
+    # Timed on a 60 px box (the size it is for) on the rendered plate's centre.
+    ww, wh = RECHECK_WINDOW
+    cx, cy = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+    far = (cx - 30, cy - 8, cx + 30, cy + 8)
+    med, p95 = _time(lambda: det._look_again(frame, far), args.repeat)
+    print(f"detector  second look {ww}x{wh}   {med:7.2f} ms  p95 {p95:7.2f} ms  (a 60 px plate; at most "
+          f"{RECHECKS_PER_FRAME} a frame)")
     entry = load_entry(models, "plate_ocr", "ocr")
     readers = [("ocr", entry)]
     original = entry.float_original()

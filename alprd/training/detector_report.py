@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from alprd.config import ModelsConfig
 from alprd.datasets import detection_splits
 from alprd.evaluate import shrink_scene
 from alprd.recognition.manifest import load_entry
@@ -42,16 +43,15 @@ def unlabelled_plates(images: list[np.ndarray], labels: list[list[tuple]], teach
 
 
 def score(det: OnnxPlateDetector, images, labels, ignore) -> dict[float, dict[str, float]]:
-    det.threshold = min(THRESHOLDS)
     found = {t: 0 for t in THRESHOLDS}
     fp = {t: 0 for t in THRESHOLDS}
     fp_audited = {t: 0 for t in THRESHOLDS}
-    boxes = 0
-    for img, lbs, ign in zip(images, labels, ignore):
-        dets = det.detect(img)
-        boxes += len(lbs)
-        for t in THRESHOLDS:
-            d = [x.box for x in dets if x.confidence >= t]
+    boxes = sum(map(len, labels))
+    # Each threshold is run as the unit would run it: the second look at small plates depends on it.
+    for t in THRESHOLDS:
+        det.threshold = t
+        for img, lbs, ign in zip(images, labels, ignore):
+            d = [x.box for x in det.detect(img)]
             found[t] += sum(any(iou(lb, x) > IOU_MIN for x in d) for lb in lbs)
             stray = [x for x in d if not any(iou(lb, x) > IOU_MIN for lb in lbs)]
             fp[t] += len(stray)
@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("runs/dev_teacher_boxes.json"))
     ap.add_argument("--far", type=float, nargs="*", default=[60, 50, 40], help="also shrink plates to these px")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--recheck-above", type=float, default=ModelsConfig.small_plate_recheck_above,
+                    help="as models.small_plate_recheck_above: the second look at small plates (0: off)")
     ap.add_argument("--input-width", type=int, default=640,
                     help="the detector's input width, as models.detector_input_width (a multiple of 32)")
     args = ap.parse_args(argv)
@@ -88,13 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(dev)} dev scenes, {report['boxes']} plates; {report['unlabelled_set_aside']} unlabelled "
           f"plates (teacher >= 0.5) set aside")
     for mdir in args.models:
-        det = OnnxPlateDetector(load_entry(mdir, "plate_detector", "detector"), input_width=args.input_width)
+        det = OnnxPlateDetector(load_entry(mdir, "plate_detector", "detector"), input_width=args.input_width,
+                                recheck_above=args.recheck_above)
         res = {"as_labelled": score(det, images, labels, ignore)}
         for px, (ims, lbs) in far_sets.items():
             res[f"far{px:g}"] = score(det, ims, lbs, [[] for _ in ims])
         report["models"][str(mdir)] = {"version": det.version, **{k: {str(t): v for t, v in r.items()}
                                                                   for k, r in res.items()}}
-        print(f"\n{mdir} (detector {det.version}, input width {args.input_width})")
+        print(f"\n{mdir} (detector {det.version}, input width {args.input_width}, "
+              f"second look above {args.recheck_above:g})")
         print("thr   recall  FP/img  FP/img(unlabelled aside)  " + "  ".join(f"far{px:g}" for px in far_sets))
         for t in THRESHOLDS:
             a = res["as_labelled"][t]

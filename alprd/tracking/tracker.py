@@ -108,7 +108,9 @@ class Tracker:
         reach = self.max_center_dist
         if not t.stationary():
             reach *= min(3.0, max(1.0, (ts_ms - t.last_ms) / 100.0)) * (1.5 if t.frames == 1 else 1.0)
-        if ov < self.min_iou and (dist > reach or not 0.5 <= ratio <= 2.0):
+        # A piece of a parked plate overlaps it little and is much narrower, yet it is that plate:
+        # when the rest is hidden in this frame, it must not start a track (and an event) of its own.
+        if ov < self.min_iou and (dist > reach or not 0.5 <= ratio <= 2.0) and not t.fragment(box):
             return -1.0
         score = ov + 0.5 * max(0.0, 1.0 - dist / reach)
         if text and t.observations and not t.fragment(box):

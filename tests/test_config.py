@@ -165,7 +165,7 @@ def test_bad_unit_id(tmp_path, bad):
         ("models", "detector_input_width", 650, "models.detector_input_width"),
         ("models", "min_read_confidence", 1.5, "models.min_read_confidence"),
         ("models", "reread_below", -0.1, "models.reread_below"),
-        ("models", "small_plate_recheck_above", 1.5, "models.small_plate_recheck_above"),
+        ("models", "detector_recheck_above", 1.5, "models.detector_recheck_above"),
         ("mqtt", "keepalive_s", 0, "mqtt.keepalive_s"),
         ("mqtt", "max_inflight", 0, "mqtt.max_inflight"),
         ("models", "intra_op_threads", -1, "models.intra_op_threads"),

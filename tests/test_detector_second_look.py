@@ -1,4 +1,4 @@
-"""The detector's second look at small plates it is unsure of (models.small_plate_recheck_above)."""
+"""The detector's second look at boxes it is unsure of (models.detector_recheck_above)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def count(det: OnnxPlateDetector, scenes) -> tuple[int, int]:
 
 def test_the_second_look_finds_far_plates_the_first_pass_is_unsure_of():
     """Measured with detector 0.4.1 on these 96 frames (48 at 40 px, 48 at 30 px): 49 plates found
-    in one pass, 58 with the second look, and the same 23 boxes on no plate."""
+    in one pass, 58 with the second look, with 23 and 24 boxes on no plate."""
     scenes = [(img, [box]) for px in (40, 30) for img, box in far_stills(px)]
     one, two = detector(0.0), detector(0.2)
     (found1, stray1), (found2, stray2) = count(one, scenes), count(two, scenes)
@@ -72,14 +72,14 @@ def test_a_second_look_maps_its_box_back_to_the_frame():
         # A rough first-pass box: a few px off and a little wide, as a weak peak gives.
         bw = truth[2] - truth[0]
         rough = (int(truth[0] + 0.1 * bw), int(truth[1]) - 2, int(truth[2] + 0.15 * bw), int(truth[3]) + 1)
-        seen = det._look_again(shifted, rough)
+        seen = det._look_again(shifted, rough, 640 / w)
         assert seen is not None
         assert iou(seen.box, truth) > 0.6, (seen, truth)
         assert 0 <= seen.box[0] < seen.box[2] <= w and 0 <= seen.box[1] < seen.box[3] <= h
 
 
-def test_no_second_look_below_the_floor_or_on_large_plates():
-    """Only small boxes between the floor and the threshold are looked at again: a frame with a large,
+def test_no_second_look_for_a_sure_plate_or_an_empty_road():
+    """Only boxes between the floor and the threshold are looked at again: a frame with one large,
     clear plate takes no second look, and neither does an empty road."""
     det = detector(0.2)
     rng = np.random.default_rng(1)
@@ -91,11 +91,11 @@ def test_no_second_look_below_the_floor_or_on_large_plates():
 
 
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
-def test_on_real_dev_scenes_the_second_look_finds_far_plates_for_few_false_positives():
-    """The 318 dev scenes (real plates), shrunk until the widest plate is 50 px at 1080p scale, and as
-    they are. Measured with detector 0.4.1: far plates 282 of 336 found in one pass, 294 with the
-    second look; at full size the same 322 plates and 0.42 against 0.46 boxes per scene off the labels
-    (many of those are plates the labels leave out)."""
+def test_on_real_dev_scenes_the_second_look_finds_more_plates_for_few_false_positives():
+    """The 318 dev scenes (real plates), as they are and shrunk until the widest plate is 50 px at 1080p
+    scale. Measured with detector 0.4.1: at full size 322 of 336 plates found in one pass, 327 with the
+    second look, and 0.42 against 0.50 boxes per scene off the labels (many of those are plates the
+    labels leave out); far plates 282 against 294."""
     dev = detection_splits(DATA)["dev"]
     import cv2
 
@@ -111,5 +111,5 @@ def test_on_real_dev_scenes_the_second_look_finds_far_plates_for_few_false_posit
     (full1, stray1), (full2, stray2) = count(one, full), count(two, full)
     print(f"far 50 px: {far1} -> {far2} found; full size: {full1} -> {full2} found, {stray1} -> {stray2} stray")
     assert far2 >= far1 + 8, (far1, far2)
-    assert full2 >= full1
+    assert full2 >= full1 + 3, (full1, full2)
     assert stray2 - stray1 <= 0.1 * len(full), (stray1, stray2)

@@ -46,7 +46,7 @@ class Recognizer:
         models_dir = Path(cfg.dir) if cfg.dir else default_models_dir()
         det = OnnxPlateDetector(load_entry(models_dir, cfg.detector, "detector"), cfg.providers,
                                 cfg.intra_op_threads, cfg.detector_input_width, cfg.detection_threshold,
-                                cfg.small_plate_recheck_above)
+                                cfg.detector_recheck_above)
         ocr = OnnxPlateOCR(load_entry(models_dir, cfg.ocr, "ocr"), cfg.providers, cfg.intra_op_threads)
         return cls(det, ocr, cfg.min_read_confidence, cfg.min_plate_chars, cfg.reread_below)
 

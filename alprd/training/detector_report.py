@@ -47,7 +47,7 @@ def score(det: OnnxPlateDetector, images, labels, ignore) -> dict[float, dict[st
     fp = {t: 0 for t in THRESHOLDS}
     fp_audited = {t: 0 for t in THRESHOLDS}
     boxes = sum(map(len, labels))
-    # Each threshold is run as the unit would run it: the second look at small plates depends on it.
+    # Each threshold is run as the unit would run it: the second look at unsure boxes depends on it.
     for t in THRESHOLDS:
         det.threshold = t
         for img, lbs, ign in zip(images, labels, ignore):
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("runs/dev_teacher_boxes.json"))
     ap.add_argument("--far", type=float, nargs="*", default=[60, 50, 40], help="also shrink plates to these px")
     ap.add_argument("--json", type=Path, help="write the figures here")
-    ap.add_argument("--recheck-above", type=float, default=ModelsConfig.small_plate_recheck_above,
-                    help="as models.small_plate_recheck_above: the second look at small plates (0: off)")
+    ap.add_argument("--recheck-above", type=float, default=ModelsConfig.detector_recheck_above,
+                    help="as models.detector_recheck_above: the second look at unsure boxes (0: off)")
     ap.add_argument("--input-width", type=int, default=640,
                     help="the detector's input width, as models.detector_input_width (a multiple of 32)")
     args = ap.parse_args(argv)

@@ -113,3 +113,28 @@ def test_on_real_dev_scenes_the_second_look_finds_more_plates_for_few_false_posi
     assert far2 >= far1 + 8, (far1, far2)
     assert full2 >= full1 + 3, (full1, full2)
     assert stray2 - stray1 <= 0.1 * len(full), (stray1, stray2)
+
+
+def test_eval_reports_the_second_looks(tmp_path):
+    """`alprd eval` runs the daemon's path, second look included, and says how many looks it took
+    (measured: 0.25 a frame on these 24 stills, recall 41.7 % in one pass and 45.8 % with them; the gain
+    itself is tested on more frames above)."""
+    import cv2
+
+    from alprd.config import ModelsConfig
+    from alprd.datasets import SceneSample
+    from alprd.evaluate import eval_scenes
+    from alprd.recognition.recognizer import Recognizer
+
+    scenes = []
+    for i, (img, box) in enumerate(far_stills(35, n=24, seed=8)):
+        path = tmp_path / f"far{i:02d}.png"
+        cv2.imwrite(str(path), img)
+        scenes.append(SceneSample(path, [BoxLabel(*box, "")]))
+    off = eval_scenes(Recognizer.from_config(ModelsConfig(detector_recheck_above=0.0)), scenes)
+    on = eval_scenes(Recognizer.from_config(ModelsConfig()), scenes)
+    print(f"24 stills at 35 px: recall {off['recall']:.1%} one pass, {on['recall']:.1%} with "
+          f"{on['detector_second_looks_per_image']:.2f} looks a frame")
+    assert off["detector_second_looks_per_image"] == 0
+    assert 0 < on["detector_second_looks_per_image"] <= onnx_models.RECHECKS_PER_FRAME
+    assert on["recall"] >= off["recall"], (off["recall"], on["recall"])

@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                                 input_width=width)
         med, p95 = _time(lambda d=det: d.detect(frame), args.repeat)
         print(f"detector  input {width:4d}x{det.input_size(1920, 1080)[1]:<4d}  {med:7.2f} ms  p95 {p95:7.2f} ms")
-    # The second look at a small unsure plate (models.small_plate_recheck_above): one window, at most
+    # The second look at an unsure box (models.detector_recheck_above): one window, at most
     # RECHECKS_PER_FRAME a frame, so a frame's worst case is the full pass plus that many of these.
-    # Timed on a 60 px box (the size it is for) on the rendered plate's centre.
+    # Timed on a 60 px box on the rendered plate's centre, at the default input width's scale.
     ww, wh = RECHECK_WINDOW
     cx, cy = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
     far = (cx - 30, cy - 8, cx + 30, cy + 8)

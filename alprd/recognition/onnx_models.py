@@ -29,8 +29,8 @@ INT8_DRIFT_MAX = 0.15
 # at the network's input but at least RECHECK_MIN_PX and at most RECHECK_MAX_PX, which puts its centre
 # on a heatmap cell, gives a small plate a little more size and a near one a wider view. It counts if
 # that look scores it at the threshold. Measured on the dev scenes (detector 0.4.1, threshold 0.4,
-# floor 0.2, two looks a frame): 97.3 % of the labelled plates found at 0.51 false positives per scene
-# against 95.8 % at 0.42 in one pass, and 90.8 / 88.1 / 75.0 % of plates shrunk to 60 / 50 / 40 px
+# floor 0.2, two looks a frame): 97.3 % of the labelled plates found at 0.50 false positives per scene
+# against 95.8 % at 0.42 in one pass, and 90.5 / 87.5 / 75.6 % of plates shrunk to 60 / 50 / 40 px
 # against 87.2 / 83.9 / 67.0 %. Lowering the threshold to 0.3 instead finds 97.6 % and 91.7 / 89.0 /
 # 79.2 % for 0.88 false positives. A look costs about a fifth of the full pass.
 RECHECK_MIN_PX = 24

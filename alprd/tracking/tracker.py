@@ -122,7 +122,10 @@ class Tracker:
             counts = Counter(o.text for o in t.observations)
             usual, n = counts.most_common(1)[0]
             same = SequenceMatcher(None, usual, text, autojunk=False).ratio()
-            score += 0.3 * same if same >= 0.5 or n < 2 else -0.6
+            # Half the characters or fewer: a piece of the plate, the rest hidden by a car in front
+            # (B37 of Q7HI637), read too short to tell one plate from another.
+            piece = 2 * len(text) <= len(usual)
+            score += 0.3 * same if same >= 0.5 or n < 2 or piece else -0.6
         return score
 
     def assign(self, boxes: list[Box], texts: list[str | None], index: int, ts_ms: int) -> list[Track]:

@@ -92,22 +92,14 @@ class OnnxPlateDetector(PlateDetector):
             if x2 - x1 < 8 or y2 - y1 < 8:
                 return []
             rw, rh = max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale))
-            crop = cv2.resize(frame[y1:y2, x1:x2], (rw, rh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
             cw, ch = -(-rw // 32) * 32, -(-rh // 32) * 32  # the network wants multiples of 32
-            canvas = np.full((ch, cw, 3), 114, np.uint8)
-            canvas[:rh, :rw] = crop
-            blob = canvas.transpose(2, 0, 1)[None].astype(np.float32)
+            blob = _window_blob(frame, (x1, y1, x2, y2), (rw, rh), (cw, ch), (0, 0), scale < 1)
             sx, sy = rw / (x2 - x1), rh / (y2 - y1)
             ox, oy = x1, y1
         recheck = 0.0 < self.recheck_above < self.threshold
         floor = self.recheck_above if recheck else self.threshold
-        heat, size, offset = self.session.run(None, {self._input: blob})
         out, unsure = [], []
-        for bx1, by1, bx2, by2, score in decode_centers(heat[0, 0], size[0], offset[0], self.stride, floor):
-            box = (
-                int(max(0, round(bx1 / sx + ox))), int(max(0, round(by1 / sy + oy))),
-                int(min(w, round(bx2 / sx + ox))), int(min(h, round(by2 / sy + oy))),
-            )
+        for box, score in self._boxes(blob, floor, (ox, oy, sx, sy), (w, h)):
             if box[2] - box[0] < 4 or box[3] - box[1] < 2:
                 continue
             if score >= self.threshold:
@@ -136,20 +128,35 @@ class OnnxPlateDetector(PlateDetector):
         px, py = max(0, round((x1 - cx) * s + ww / 2)), max(0, round((y1 - cy) * s + wh / 2))
         rw, rh = min(ww - px, max(1, round((x2 - x1) * s))), min(wh - py, max(1, round((y2 - y1) * s)))
         sx, sy = rw / (x2 - x1), rh / (y2 - y1)
-        canvas = np.full((wh, ww, 3), 114, np.uint8)
-        canvas[py:py + rh, px:px + rw] = cv2.resize(frame[y1:y2, x1:x2], (rw, rh),
-                                                    interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-        blob = canvas.transpose(2, 0, 1)[None].astype(np.float32)
-        heat, size, offset = self.session.run(None, {self._input: blob})
+        blob = _window_blob(frame, (x1, y1, x2, y2), (rw, rh), (ww, wh), (px, py), s < 1)
         best = None
-        for bx1, by1, bx2, by2, score in decode_centers(heat[0, 0], size[0], offset[0], self.stride, self.threshold):
-            seen = (
-                int(max(0, round((bx1 - px) / sx + x1))), int(max(0, round((by1 - py) / sy + y1))),
-                int(min(w, round((bx2 - px) / sx + x1))), int(min(h, round((by2 - py) / sy + y1))),
-            )
+        for seen, score in self._boxes(blob, self.threshold, (x1 - px / sx, y1 - py / sy, sx, sy), (w, h)):
             if iou(seen, box) > 0.3 and (best is None or score > best.confidence):
                 best = Detection(seen, score)
         return best
+
+    def _boxes(self, blob: np.ndarray, threshold: float, view: tuple[float, float, float, float],
+               frame_size: tuple[int, int]) -> list[tuple[tuple[int, int, int, int], float]]:
+        """The network's boxes on `blob` scored at `threshold` or more, in frame pixels: `view` is
+        (x0, y0, sx, sy), where the input's pixel (0, 0) lies in the frame and its scale; clipped to
+        the frame_size (w, h)."""
+        ox, oy, sx, sy = view
+        w, h = frame_size
+        heat, size, offset = self.session.run(None, {self._input: blob})
+        return [((int(max(0, round(bx1 / sx + ox))), int(max(0, round(by1 / sy + oy))),
+                  int(min(w, round(bx2 / sx + ox))), int(min(h, round(by2 / sy + oy)))), score)
+                for bx1, by1, bx2, by2, score in decode_centers(heat[0, 0], size[0], offset[0], self.stride, threshold)]
+
+
+def _window_blob(frame: np.ndarray, part: tuple[int, int, int, int], size: tuple[int, int],
+                 canvas_size: tuple[int, int], at: tuple[int, int], shrink: bool) -> np.ndarray:
+    """The detector's [1, 3, H, W] input: `part` (x1, y1, x2, y2) of the frame resized to `size` and
+    placed at `at` on a letterbox-grey canvas of `canvas_size` (w, h)."""
+    (x1, y1, x2, y2), (rw, rh), (cw, ch), (px, py) = part, size, canvas_size, at
+    canvas = np.full((ch, cw, 3), 114, np.uint8)
+    canvas[py:py + rh, px:px + rw] = cv2.resize(frame[y1:y2, x1:x2], (rw, rh),
+                                                interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return canvas.transpose(2, 0, 1)[None].astype(np.float32)
 
 
 class OnnxPlateOCR(PlateOCR):

@@ -110,10 +110,11 @@ class Tracker:
             reach *= min(3.0, max(1.0, (ts_ms - t.last_ms) / 100.0)) * (1.5 if t.frames == 1 else 1.0)
         # A piece of a parked plate overlaps it little and is much narrower, yet it is that plate:
         # when the rest is hidden in this frame, it must not start a track (and an event) of its own.
-        if ov < self.min_iou and (dist > reach or not 0.5 <= ratio <= 2.0) and not t.fragment(box):
+        fragment = t.fragment(box)
+        if ov < self.min_iou and (dist > reach or not 0.5 <= ratio <= 2.0) and not fragment:
             return -1.0
         score = ov + 0.5 * max(0.0, 1.0 - dist / reach)
-        if text and t.observations and not t.fragment(box):
+        if text and t.observations and not fragment:
             # The track's usual text tells apart two plates whose boxes touch; a clearly different
             # text (a fast car passing a slower one) must not take over a track that has read its plate
             # twice alike. A single odd read (half the plate hidden) is no reason to split, nor is the

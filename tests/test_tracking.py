@@ -101,6 +101,18 @@ def test_tracker_keeps_a_half_hidden_parked_plate_whole():
     assert len({t.id for t in tr.assign([(180, 300, 280, 330), (190, 305, 230, 325)], ["FAST01", "AB"], 3, 198)}) == 2
 
 
+def continues_track(seen: list[tuple[tuple[int, int, int, int], str]], box: tuple[int, int, int, int],
+                    text: str) -> bool:
+    """Whether a plate boxed at `box` and read as `text` continues the track of the one-plate frames
+    `seen` (box, read), each read recorded as the pipeline records it."""
+    tr = Tracker()
+    for f, (b, seen_text) in enumerate(seen):
+        (t,) = tr.assign([b], [seen_text], f, f * 66)
+        t.observations.append(Observation(seen_text, (0.9,) * len(seen_text), 0.9, 1.0, f, f * 66, b, 0.9))
+    (nxt,) = tr.assign([box], [text], len(seen), len(seen) * 66)
+    return nxt.id == t.id
+
+
 def test_tracker_keeps_a_moving_plate_coming_out_from_behind_a_car():
     # The boxes and reads of the synthetic traffic test's L4U87Z (detector 0.3.0): the car in front
     # hides the plate's left part for a second, the detector boxes the rest (read 4U87Z, U87ZZ ...),
@@ -110,18 +122,10 @@ def test_tracker_keeps_a_moving_plate_coming_out_from_behind_a_car():
             ((502, 260, 573, 313), "U87ZZ"), ((510, 295, 578, 347), "877Z"), ((509, 301, 579, 355), "877Z"),
             ((520, 322, 589, 377), "877Z"), ((525, 344, 595, 404), "4U87Z")]
 
-    def track_then(text: str) -> bool:
-        """Whether the whole plate, read as `text`, continues the piece's track."""
-        tr = Tracker()
-        for f, (b, seen_text) in enumerate(seen):
-            (t,) = tr.assign([b], [seen_text], f, f * 66)
-            t.observations.append(Observation(seen_text, (0.9,) * len(seen_text), 0.9, 1.0, f, f * 66, b, 0.9))
-        (whole,) = tr.assign([(464, 347, 587, 415)], [text], len(seen), len(seen) * 66)
-        return whole.id == t.id
-
-    assert track_then("L4U87Z")
+    whole = (464, 347, 587, 415)
+    assert continues_track(seen, whole, "L4U87Z")
     # The same jump read as another plate is another plate.
-    assert not track_then("XYZ9876")
+    assert not continues_track(seen, whole, "XYZ9876")
 
 
 def test_tracker_keeps_a_moving_plate_while_a_car_in_front_hides_most_of_it():
@@ -133,17 +137,10 @@ def test_tracker_keeps_a_moving_plate_while_a_car_in_front_hides_most_of_it():
     seen = [((495, 219, 565, 239), "Q7HI637"), ((492, 225, 564, 244), "Q7HI637"), ((497, 232, 563, 251), "D7II637"),
             ((533, 244, 563, 256), "637"), ((534, 250, 564, 262), "637")]
 
-    def track_then(text: str) -> bool:
-        tr = Tracker()
-        for f, (b, seen_text) in enumerate(seen):
-            (t,) = tr.assign([b], [seen_text], f, f * 66)
-            t.observations.append(Observation(seen_text, (0.9,) * len(seen_text), 0.9, 1.0, f, f * 66, b, 0.9))
-        (nxt,) = tr.assign([(540, 259, 562, 271)], [text], len(seen), len(seen) * 66)
-        return nxt.id == t.id
-
-    assert track_then("B37")
+    piece = (540, 259, 562, 271)
+    assert continues_track(seen, piece, "B37")
     # A full-length read there that shares little with the plate is another plate.
-    assert not track_then("XKB4537")
+    assert not continues_track(seen, piece, "XKB4537")
 
 
 # --- the pipeline on exact inputs ---------------------------------------------------------------

@@ -93,7 +93,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from alprd.config import load_config
-    from alprd.recognition.manifest import default_models_dir, load_entry
+    from alprd.recognition.manifest import default_models_dir, load_entry, load_optional_entry
 
     cfg = load_config(args.file)
     from alprd.privacy.policy import enforce
@@ -102,6 +102,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     models_dir = Path(cfg.models.dir) if cfg.models.dir else default_models_dir()
     load_entry(models_dir, cfg.models.detector, "detector")
     load_entry(models_dir, cfg.models.ocr, "ocr")
+    if cfg.models.verifier:
+        load_optional_entry(models_dir, cfg.models.verifier, "verifier")
     print(f"{args.file}: OK (unit {cfg.unit_id}, {len(cfg.cameras)} camera(s), broker "
           f"{cfg.mqtt.host}:{cfg.mqtt.port}{' TLS' if cfg.mqtt.tls else ''}); "
           f"policy {enforced.source}, {len(enforced.destinations)} destination(s)")
@@ -170,6 +172,8 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
         raise UserError("training needs the train extra: pip install '.[train]'") from None
     if args.what == "ocr":
         from alprd.training.train_ocr import main as train_main
+    elif args.what == "verifier":
+        from alprd.training.train_verifier import main as train_main
     else:
         from alprd.training.train_detector import main as train_main
     return train_main(rest)
@@ -283,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     p.add_argument("-o", "--output", help="write here instead of stdout")
     p = sub.add_parser("train", help="train a model (needs the train extra)", add_help=False)
-    p.add_argument("what", choices=["ocr", "detector"])
+    p.add_argument("what", choices=["ocr", "detector", "verifier"])
     p = sub.add_parser("eval", help="detection and end-to-end accuracy on a labelled dataset")
     p.add_argument("dataset", help="OpenALPR benchmark folder or a detection CSV")
     p.add_argument("-c", "--config")

@@ -100,6 +100,8 @@ class ModelsConfig:
     detector_input_width: int = 640
     detection_threshold: float = 0.4
     detector_recheck_above: float = 0.2  # boxes scored from here to detection_threshold get a second look; 0: off
+    verifier: str = "plate_verifier"  # the manifest's plate verifier; empty: none
+    detector_verify_below: float = 0.6  # boxes scored under this are shown to the verifier; 0: off
     min_read_confidence: float = 0.5
     min_plate_chars: int = 3
     reread_below: float = 0.95  # second look (recognizer.REREAD_BOXES) under this mean char confidence; 0: off
@@ -409,7 +411,8 @@ def validate(cfg: Config, base: Path) -> None:
         raise ConfigError(f"workers: {cfg.workers} must be between 1 and 64")
     if cfg.models.detector_input_width % 32 or not 160 <= cfg.models.detector_input_width <= 2048:
         raise ConfigError(f"models.detector_input_width: {cfg.models.detector_input_width} must be a multiple of 32 between 160 and 2048")
-    for key in ("detection_threshold", "detector_recheck_above", "min_read_confidence", "reread_below"):
+    for key in ("detection_threshold", "detector_recheck_above", "detector_verify_below", "min_read_confidence",
+                "reread_below"):
         v = getattr(cfg.models, key)
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"models.{key}: {v} must be between 0 and 1")

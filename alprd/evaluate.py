@@ -80,6 +80,7 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
     errors: list[dict] = []
     tm = Timings()
     looks0 = getattr(rec.detector, "rechecks", 0)
+    vetoed0 = getattr(rec.detector, "vetoed", 0)
     t0 = time.perf_counter()
     for s in scenes:
         img = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
@@ -134,6 +135,8 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
         "detect_ms_per_image": tm.detect_ms / n,
         # The detector's second looks at unsure boxes (models.detector_recheck_above), part of detect_ms.
         "detector_second_looks_per_image": (getattr(rec.detector, "rechecks", 0) - looks0) / n,
+        # Unsure boxes the plate verifier took for no plate (models.detector_verify_below).
+        "detector_boxes_vetoed_per_image": (getattr(rec.detector, "vetoed", 0) - vetoed0) / n,
         "ocr_ms_per_plate": tm.ocr_ms / max(1, dets_total),
         "errors": errors[:200],
     }

@@ -206,6 +206,7 @@ def snapshot_models(dest: Path, timeout: float = 120.0) -> Path:
         try:
             load_entry(dest, defaults.detector, "detector")
             load_entry(dest, defaults.ocr, "ocr")
+            load_entry(dest, defaults.verifier, "verifier")
             return dest
         except (ModelError, OSError, KeyError) as e:  # caught mid-replacement: copy again
             if time.monotonic() > deadline:

@@ -166,6 +166,7 @@ def test_bad_unit_id(tmp_path, bad):
         ("models", "min_read_confidence", 1.5, "models.min_read_confidence"),
         ("models", "reread_below", -0.1, "models.reread_below"),
         ("models", "detector_recheck_above", 1.5, "models.detector_recheck_above"),
+        ("models", "detector_verify_below", -0.2, "models.detector_verify_below"),
         ("mqtt", "keepalive_s", 0, "mqtt.keepalive_s"),
         ("mqtt", "max_inflight", 0, "mqtt.max_inflight"),
         ("models", "intra_op_threads", -1, "models.intra_op_threads"),
@@ -316,7 +317,7 @@ def test_models_copy_passes(tmp_path, models_copy):
     assert res.returncode == 0, res.stderr
 
 
-@pytest.mark.parametrize("which", ["detector", "ocr"])
+@pytest.mark.parametrize("which", ["detector", "ocr", "verifier"])
 def test_model_file_sha256_mismatch(tmp_path, models_copy, which):
     import json
 

@@ -179,7 +179,8 @@ def test_reads_status_and_stats(tmp_path, broker, subscriber_factory, traffic_vi
     assert online, "no online status"
     defaults = ModelsConfig()
     versions = {"detector": load_entry(models_dir, defaults.detector, "detector").tag,
-                "ocr": load_entry(models_dir, defaults.ocr, "ocr").tag}
+                "ocr": load_entry(models_dir, defaults.ocr, "ocr").tag,
+                "verifier": load_entry(models_dir, defaults.verifier, "verifier").tag}
     for st in online:
         assert st["version"] == __version__ and st["unit"] == UNIT
         assert st["models"] == versions

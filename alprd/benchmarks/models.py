@@ -1,7 +1,8 @@
 """Model speed on one CPU core: `python -m alprd.benchmarks.models [--models DIR]`.
 
 Prints ms per 1920x1080 frame for the detector (at several input widths, pre- and post-processing
-included) and ms per plate for the reader (alone and batched). Figures, not pass/fail."""
+included), ms per box for the plate verifier, and ms per plate for the reader (alone and batched).
+Figures, not pass/fail."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from alprd.recognition.manifest import default_models_dir, load_entry
-from alprd.recognition.onnx_models import RECHECK_WINDOW, RECHECKS_PER_FRAME, OnnxPlateDetector, OnnxPlateOCR
+from alprd.config import ModelsConfig
+from alprd.recognition.manifest import default_models_dir, load_entry, load_optional_entry
+from alprd.recognition.onnx_models import (
+    RECHECK_WINDOW,
+    RECHECKS_PER_FRAME,
+    OnnxPlateDetector,
+    OnnxPlateOCR,
+    OnnxPlateVerifier,
+)
 from alprd.synth.video import render_still
 
 
@@ -51,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     med, p95 = _time(lambda: det._look_again(frame, far, 640 / 1920), args.repeat)
     print(f"detector  second look {ww}x{wh}   {med:7.2f} ms  p95 {p95:7.2f} ms  (a 60 px plate; at most "
           f"{RECHECKS_PER_FRAME} a frame)")
+    # The plate verifier (models.detector_verify_below) is shown the unsure boxes of a frame in one batch.
+    verifier_entry = load_optional_entry(models, ModelsConfig.verifier, "verifier")
+    if verifier_entry is not None:
+        verifier = OnnxPlateVerifier(verifier_entry, intra_op_threads=args.threads)
+        for n in (1, 4):
+            med, p95 = _time(lambda k=n: verifier.plate_probability(frame, [box] * k), args.repeat)
+            print(f"verifier  {n} box{'es' if n > 1 else '  '}            {med / n:7.2f} ms/box    p95 {p95 / n:7.2f} ms/box")
     entry = load_entry(models, "plate_ocr", "ocr")
     readers = [("ocr", entry)]
     original = entry.float_original()

@@ -49,6 +49,18 @@ class PlateDetector(ABC):
         """Plates in a BGR frame, most confident first."""
 
 
+class PlateVerifier(ABC):
+    """A second opinion on detector boxes: is each one a plate?"""
+
+    name: str
+    version: str
+    threshold: float  # probability under which a box is taken for no plate
+
+    @abstractmethod
+    def plate_probability(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[float]:
+        """For each box of a BGR frame, the probability that it holds a plate (batched)."""
+
+
 class PlateOCR(ABC):
     name: str
     version: str

@@ -26,6 +26,7 @@ class ModelEntry:
     decoder: str = "slots"  # ocr: "slots" (one class per slot) or "ctc" (columns; pad is the blank)
     quantized_from: str = ""  # an int8 model's float original, a file beside it (training starts from it)
     quantized_from_sha256: str = ""  # the manifest's digest of that file
+    threshold: float = 0.5  # verifier: the probability under which a box is no plate
 
     @property
     def tag(self) -> str:
@@ -92,4 +93,15 @@ def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
                       input=m.get("input", {}), alphabet=m.get("alphabet", ""), pad=m.get("pad", "_"),
                       decoder=m.get("decoder", "slots"),
                       quantized_from=m.get("quantized_from", {}).get("file", ""),
-                      quantized_from_sha256=m.get("quantized_from", {}).get("sha256", ""))
+                      quantized_from_sha256=m.get("quantized_from", {}).get("sha256", ""),
+                      threshold=float(m.get("threshold", 0.5)))
+
+
+def load_optional_entry(models_dir: Path, name: str, task: str) -> ModelEntry | None:
+    """As load_entry, but None when the manifest lists no model of that name (a models folder made
+    before that model existed); a listed file that is missing or altered is still an error."""
+    try:
+        names = {m.get("name") for m in json.loads((models_dir / "manifest.json").read_text()).get("models", [])}
+    except (OSError, json.JSONDecodeError):
+        names = {name}  # let load_entry say what is wrong with the manifest
+    return load_entry(models_dir, name, task) if name in names else None

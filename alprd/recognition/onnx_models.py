@@ -11,9 +11,9 @@ import onnxruntime as ort
 
 from alprd.config import ModelsConfig
 from alprd.errors import ModelError
-from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateText
+from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateText, PlateVerifier
 from alprd.recognition.manifest import ModelEntry
-from alprd.recognition.preprocess import decode_centers, iou, letterbox, ocr_input
+from alprd.recognition.preprocess import decode_centers, iou, letterbox, ocr_input, verifier_input
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def make_session(entry: ModelEntry, providers: Sequence[str], intra_op_threads: 
 class OnnxPlateDetector(PlateDetector):
     def __init__(self, entry: ModelEntry, providers: Sequence[str] = ("CPUExecutionProvider",),
                  intra_op_threads: int = 1, input_width: int = 640, threshold: float = 0.35,
-                 recheck_above: float = ModelsConfig.detector_recheck_above):
+                 recheck_above: float = ModelsConfig.detector_recheck_above, verifier: PlateVerifier | None = None,
+                 verify_below: float = ModelsConfig.detector_verify_below):
         self.name, self.version = entry.name, entry.version
         self.session = make_session(entry, providers, intra_op_threads)
         self.stride = int(entry.input.get("stride", 4))
@@ -67,6 +68,9 @@ class OnnxPlateDetector(PlateDetector):
         self.threshold = threshold
         self.recheck_above = recheck_above  # boxes scored from here to the threshold get a second look; 0: off
         self.rechecks = 0  # second looks taken, for benchmarks and stats
+        self.verifier = verifier  # shown the boxes scored under verify_below; 0: off
+        self.verify_below = verify_below
+        self.vetoed = 0  # boxes the verifier took for no plate, for benchmarks and stats
         self._input = self.session.get_inputs()[0].name
 
     def input_size(self, w: int, h: int) -> tuple[int, int]:
@@ -110,7 +114,17 @@ class OnnxPlateDetector(PlateDetector):
             found = self._look_again(frame, box, sx)
             if found is not None and all(iou(found.box, d.box) < 0.5 for d in out):
                 out.append(found)
-        return sorted(out, key=lambda d: -d.confidence)
+        return sorted(self._verified(frame, out), key=lambda d: -d.confidence)
+
+    def _verified(self, frame: np.ndarray, found: list[Detection]) -> list[Detection]:
+        """`found` less the unsure boxes the verifier takes for no plate."""
+        unsure = [d for d in found if d.confidence < self.verify_below]
+        if self.verifier is None or not unsure:
+            return found
+        p = self.verifier.plate_probability(frame, [d.box for d in unsure])
+        vetoed = {id(d) for d, pd in zip(unsure, p) if pd < self.verifier.threshold}
+        self.vetoed += len(vetoed)
+        return [d for d in found if id(d) not in vetoed]
 
     def _look_again(self, frame: np.ndarray, box: tuple[int, int, int, int], scale: float) -> Detection | None:
         """The plate in a window centred on `box`, scaled so it is as wide as at the full pass's
@@ -157,6 +171,21 @@ def _window_blob(frame: np.ndarray, part: tuple[int, int, int, int], size: tuple
     canvas[py:py + rh, px:px + rw] = cv2.resize(frame[y1:y2, x1:x2], (rw, rh),
                                                 interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return canvas.transpose(2, 0, 1)[None].astype(np.float32)
+
+
+class OnnxPlateVerifier(PlateVerifier):
+    def __init__(self, entry: ModelEntry, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 intra_op_threads: int = 1):
+        self.name, self.version = entry.name, entry.version
+        self.session = make_session(entry, providers, intra_op_threads)
+        self.size = (int(entry.input.get("width", 96)), int(entry.input.get("height", 48)))
+        self.threshold = entry.threshold
+        self._input = self.session.get_inputs()[0].name
+
+    def plate_probability(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[float]:
+        if not boxes:
+            return []
+        return [float(p) for p in self.session.run(None, {self._input: verifier_input(frame, boxes, self.size)})[0]]
 
 
 class OnnxPlateOCR(PlateOCR):

@@ -46,6 +46,44 @@ def ocr_input(crops: list[np.ndarray], height: int, width: int) -> np.ndarray:
     return out
 
 
+# The plate verifier's view of a box: the plate in the middle of a window twice its width (and at
+# least twice its height), at 2:1, so it sees the plate's edges and what is around them: a bumper
+# or a boot lid, against the shop front, badge or watermark that the detector took for a plate.
+VERIFIER_SIZE = (96, 48)  # w, h
+
+
+def verifier_window(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """The part of the frame (x1, y1, x2, y2, possibly beyond its edges) the verifier sees for `box`."""
+    x1, y1, x2, y2 = box[:4]
+    bw, bh = max(2.0, x2 - x1), max(2.0, y2 - y1)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    h = max(bw, 2.0 * bh)  # a window of 2 x the plate's width at 2:1, taller for two-line plates
+    w = 2.0 * h
+    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+
+def verifier_input(frame: np.ndarray, boxes: Sequence[Sequence[float]],
+                   size: tuple[int, int] = VERIFIER_SIZE) -> np.ndarray:
+    """BGR frame and boxes -> float32 [N, 3, H, W], 0..255: each box's verifier_window, resized;
+    what lies beyond the frame is letterbox grey."""
+    fh, fw = frame.shape[:2]
+    ow, oh = size
+    out = np.full((len(boxes), oh, ow, 3), 114, np.uint8)
+    for i, box in enumerate(boxes):
+        wx1, wy1, wx2, wy2 = verifier_window(box)
+        sx, sy = ow / (wx2 - wx1), oh / (wy2 - wy1)
+        x1, y1 = max(0, int(np.floor(wx1))), max(0, int(np.floor(wy1)))
+        x2, y2 = min(fw, int(np.ceil(wx2))), min(fh, int(np.ceil(wy2)))
+        if x2 - x1 < 1 or y2 - y1 < 1:
+            continue
+        dx1, dy1 = max(0, round((x1 - wx1) * sx)), max(0, round((y1 - wy1) * sy))
+        dx2, dy2 = min(ow, max(dx1 + 1, round((x2 - wx1) * sx))), min(oh, max(dy1 + 1, round((y2 - wy1) * sy)))
+        shrink = (x2 - x1) > (dx2 - dx1)
+        out[i, dy1:dy2, dx1:dx2] = cv2.resize(frame[y1:y2, x1:x2], (dx2 - dx1, dy2 - dy1),
+                                              interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return out.transpose(0, 3, 1, 2).astype(np.float32)
+
+
 def letterbox(frame: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float, int, int]:
     """Fit a BGR frame into width x height keeping aspect; returns [1,3,H,W] float32, scale, pads."""
     h, w = frame.shape[:2]

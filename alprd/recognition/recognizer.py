@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,11 @@ import numpy as np
 
 from alprd.config import ModelsConfig
 from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateRead, PlateText
-from alprd.recognition.manifest import default_models_dir, load_entry
-from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR
+from alprd.recognition.manifest import default_models_dir, load_entry, load_optional_entry
+from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR, OnnxPlateVerifier
 from alprd.recognition.preprocess import crop_plate, iou, resize_box
+
+log = logging.getLogger(__name__)
 
 # The second look: the detector's box edges are off by about 7 % of the plate's width and 8 % of its
 # height (one standard deviation, measured on the dev scenes), enough to cut a character off or to
@@ -44,16 +47,28 @@ class Recognizer:
     @classmethod
     def from_config(cls, cfg: ModelsConfig) -> Recognizer:
         models_dir = Path(cfg.dir) if cfg.dir else default_models_dir()
+        verifier = None
+        if cfg.verifier and cfg.detector_verify_below > 0:
+            entry = load_optional_entry(models_dir, cfg.verifier, "verifier")
+            if entry is None:
+                log.warning("%s: no model named %r in the manifest; the detector's unsure boxes go unverified "
+                            "(set models.verifier to \"\" to say so)", models_dir / "manifest.json", cfg.verifier)
+            else:
+                verifier = OnnxPlateVerifier(entry, cfg.providers, cfg.intra_op_threads)
         det = OnnxPlateDetector(load_entry(models_dir, cfg.detector, "detector"), cfg.providers,
                                 cfg.intra_op_threads, cfg.detector_input_width, cfg.detection_threshold,
-                                cfg.detector_recheck_above)
+                                cfg.detector_recheck_above, verifier, cfg.detector_verify_below)
         ocr = OnnxPlateOCR(load_entry(models_dir, cfg.ocr, "ocr"), cfg.providers, cfg.intra_op_threads)
         return cls(det, ocr, cfg.min_read_confidence, cfg.min_plate_chars, cfg.reread_below)
 
     @property
     def model_versions(self) -> dict[str, str]:
-        return {"detector": f"{self.detector.name}@{self.detector.version}",
-                "ocr": f"{self.ocr.name}@{self.ocr.version}"}
+        versions = {"detector": f"{self.detector.name}@{self.detector.version}",
+                    "ocr": f"{self.ocr.name}@{self.ocr.version}"}
+        verifier = getattr(self.detector, "verifier", None)
+        if verifier is not None:
+            versions["verifier"] = f"{verifier.name}@{verifier.version}"
+        return versions
 
     def recognize(self, frame: np.ndarray, timings: Timings | None = None) -> list[PlateRead]:
         """Confident reads in a BGR frame, most confident first."""

@@ -7,6 +7,9 @@ that matches a confident teacher box nobody labelled counts as neither hit nor f
 usual "ignore region" of detection benchmarks. Recall is always counted on the labels alone.
 
     python -m alprd.training.detector_report models runs/x/candidate --teacher ../shared/teachers/yolo-...onnx
+
+A folder whose manifest lists a plate verifier is run with it, as the unit runs it
+(`--verify-below 0` measures the detector alone).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import numpy as np
 from alprd.config import ModelsConfig
 from alprd.datasets import detection_splits
 from alprd.evaluate import shrink_scene
-from alprd.recognition.manifest import load_entry
-from alprd.recognition.onnx_models import OnnxPlateDetector
+from alprd.recognition.manifest import load_entry, load_optional_entry
+from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
 from alprd.training.scene_mining import TeacherDetector, mine_scene
 
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--recheck-above", type=float, default=ModelsConfig.detector_recheck_above,
                     help="as models.detector_recheck_above: the second look at unsure boxes (0: off)")
+    ap.add_argument("--verify-below", type=float, default=ModelsConfig.detector_verify_below,
+                    help="as models.detector_verify_below: boxes scored under this are shown to the folder's "
+                         "plate verifier, if it has one (0: off)")
     ap.add_argument("--input-width", type=int, default=640,
                     help="the detector's input width, as models.detector_input_width (a multiple of 32)")
     args = ap.parse_args(argv)
@@ -90,15 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(dev)} dev scenes, {report['boxes']} plates; {report['unlabelled_set_aside']} unlabelled "
           f"plates (teacher >= 0.5) set aside")
     for mdir in args.models:
+        verifier_entry = load_optional_entry(mdir, ModelsConfig.verifier, "verifier") if args.verify_below else None
+        verifier = OnnxPlateVerifier(verifier_entry) if verifier_entry else None
         det = OnnxPlateDetector(load_entry(mdir, "plate_detector", "detector"), input_width=args.input_width,
-                                recheck_above=args.recheck_above)
+                                recheck_above=args.recheck_above, verifier=verifier, verify_below=args.verify_below)
         res = {"as_labelled": score(det, images, labels, ignore)}
         for px, (ims, lbs) in far_sets.items():
             res[f"far{px:g}"] = score(det, ims, lbs, [[] for _ in ims])
         report["models"][str(mdir)] = {"version": det.version, **{k: {str(t): v for t, v in r.items()}
                                                                   for k, r in res.items()}}
         print(f"\n{mdir} (detector {det.version}, input width {args.input_width}, "
-              f"second look above {args.recheck_above:g})")
+              f"second look above {args.recheck_above:g}, "
+              + (f"verifier {verifier.version} under {args.verify_below:g})" if verifier else "no verifier)"))
         print("thr   recall  FP/img  FP/img(unlabelled aside)  " + "  ".join(f"far{px:g}" for px in far_sets))
         for t in THRESHOLDS:
             a = res["as_labelled"][t]

@@ -12,8 +12,12 @@ from alprd.recognition.base import ALPHABET, PAD
 from alprd.recognition.manifest import sha256_of
 from alprd.training.quantize_ocr import QUANTIZED_FROM_KEY
 
+# The verifier's operating point: a box scored under models.detector_verify_below is dropped when the
+# verifier gives it less than this. Chosen on the verifier's held-out training scenes (train_verifier).
+VERIFIER_THRESHOLD = 0.1
 
-def build_manifest(models_dir: Path, detector_version: str, ocr_version: str) -> dict:
+
+def build_manifest(models_dir: Path, detector_version: str, ocr_version: str, verifier_version: str = "") -> dict:
     import onnxruntime as ort
 
     entries = []
@@ -48,6 +52,18 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str) ->
             "alphabet": ALPHABET, "pad": PAD, **_ocr_head(ort, run),
             **({"quantized_from": source} if source else {}),
         })
+    verifier = models_dir / "plate_verifier.onnx"
+    if verifier.exists():
+        if not verifier_version:
+            raise UserError(f"{verifier}: give its version with --verifier-version")
+        entries.append({
+            "name": "plate_verifier", "version": verifier_version, "task": "verifier", "file": verifier.name,
+            "sha256": sha256_of(verifier),
+            "input": {"layout": "NCHW", "height": 48, "width": 96, "channels": 3, "color": "BGR", "range": "0-255",
+                      "window": "the box centred in a 2:1 window twice its width (at least twice its height)"},
+            "outputs": ["plate (probability)"],
+            "threshold": VERIFIER_THRESHOLD,
+        })
     return {"format": 1, "models": entries}
 
 
@@ -64,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", required=True, help="version of both models unless overridden below")
     ap.add_argument("--detector-version", help="a different version for the detector")
     ap.add_argument("--ocr-version", help="a different version for the reader")
+    ap.add_argument("--verifier-version", default="", help="the plate verifier's version (plate_verifier.onnx)")
     args = ap.parse_args(argv)
     try:
-        m = build_manifest(args.models_dir, args.detector_version or args.version, args.ocr_version or args.version)
+        m = build_manifest(args.models_dir, args.detector_version or args.version, args.ocr_version or args.version,
+                           args.verifier_version)
     except UserError as e:
         print(f"manifest_tool: error: {e}", file=sys.stderr)
         return 2

@@ -198,3 +198,29 @@ class PlateDetectorExport(nn.Module):
     def forward(self, x: torch.Tensor):
         heat, size, offset = self.net(x)
         return torch.sigmoid(heat), size, torch.sigmoid(offset)
+
+
+class PlateVerifierNet(nn.Module):
+    """Is this box a plate? A second opinion on the detector's unsure boxes, from the box's own
+    pixels at 96x48 (verifier_input): the detector sees a small plate at a third of its size."""
+
+    def __init__(self, width: int = 96, height: int = 48):
+        super().__init__()
+        self.features = nn.Sequential(conv(3, 16, 2), conv(16, 32, 2), conv(32, 32), conv(32, 64, 2), conv(64, 64),
+                                      conv(64, 96, 2))
+        # Flattened rather than pooled: where in the window the lettering sits is part of the answer.
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(96 * (height // 16) * (width // 16), 64),
+                                  nn.ReLU(inplace=True), nn.Linear(64, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [N,3,H,W] BGR 0..255 -> logit [N]."""
+        return self.head(self.features(x / 127.5 - 1.0))[:, 0]
+
+
+class PlateVerifierExport(nn.Module):
+    def __init__(self, net: PlateVerifierNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(x))

@@ -68,8 +68,8 @@ class OnnxPlateDetector(PlateDetector):
         self.threshold = threshold
         self.recheck_above = recheck_above  # boxes scored from here to the threshold get a second look; 0: off
         self.rechecks = 0  # second looks taken, for benchmarks and stats
-        self.verifier = verifier  # shown the boxes scored under verify_below; 0: off
-        self.verify_below = verify_below
+        self.verifier = verifier  # a second opinion on the boxes scored under verify_below
+        self.verify_below = verify_below  # 0: no box is shown to the verifier
         self.vetoed = 0  # boxes the verifier took for no plate, for benchmarks and stats
         self._input = self.session.get_inputs()[0].name
 

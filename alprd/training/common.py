@@ -136,6 +136,32 @@ def resume_schedule(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.
     return sched
 
 
+def take_step(loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Optimizer,
+              sched: torch.optim.lr_scheduler.OneCycleLR, ema: MovingAverage, clip: float = 0.0) -> None:
+    """One optimiser step on `loss` (gradients clipped to norm `clip` if given), the schedule's
+    step, and the moving average's."""
+    opt.zero_grad()
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    opt.step()
+    sched.step()
+    ema.update(net)
+
+
+def resume_run(ck: dict[str, Any] | None, net: torch.nn.Module, opt: torch.optim.Optimizer,
+               sched: torch.optim.lr_scheduler.OneCycleLR, total_steps: int
+               ) -> tuple[int, float, torch.optim.lr_scheduler.OneCycleLR]:
+    """(step, best score, schedule) of a run: a new one's, or those of `ck` (last.pt), whose weights
+    and optimiser state are loaded into net and opt."""
+    if not ck:
+        return 0, -1.0, sched
+    net.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["opt"])
+    print(f"resumed at step {ck['step']}", flush=True)
+    return ck["step"], ck["best"], resume_schedule(opt, sched, ck["sched"], ck["step"], total_steps)
+
+
 def named(weights: dict[str, Any], name: str) -> str | None:
     """The ONNX initializer of a parameter, under the export wrapper's prefix (`net.head.bias`)."""
     return next((k for k in weights if k == name or k.endswith("." + name)), None)

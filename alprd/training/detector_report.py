@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-width", type=int, default=640,
                     help="the detector's input width, as models.detector_input_width (a multiple of 32)")
     args = ap.parse_args(argv)
+    if not 0.0 <= args.verify_below <= 1.0:
+        ap.error(f"--verify-below {args.verify_below}: must be between 0 and 1 (0: no verifier)")
     if args.input_width % 32 or not 160 <= args.input_width <= 2048:
         ap.error(f"--input-width {args.input_width}: must be a multiple of 32 between 160 and 2048")
     dev = detection_splits(args.data)["dev"]

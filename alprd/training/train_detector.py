@@ -23,8 +23,9 @@ from alprd.training.common import (
     export_onnx,
     load_checkpoint,
     load_image,
-    resume_schedule,
+    resume_run,
     save_checkpoint,
+    take_step,
     warm_start,
 )
 from alprd.training.nets import PlateDetectorExport, PlateDetectorNet
@@ -265,15 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     net = PlateDetectorNet()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
-    step, best = 0, -1.0
     ck = load_checkpoint(args.out / "last.pt")
-    if ck:
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        step, best = ck["step"], ck["best"]
-        sched = resume_schedule(opt, sched, ck["sched"], step, args.steps)
-        print(f"resumed at step {step}", flush=True)
-    elif args.init_onnx:
+    step, best, sched = resume_run(ck, net, opt, sched, args.steps)
+    if not ck and args.init_onnx:
         calib = [sample(np.random.default_rng(i), train, faces, args.size, args.composite)[0] for i in range(16)]
         warm_start(net, args.init_onnx, torch.from_numpy(np.stack(calib).transpose(0, 3, 1, 2).astype(np.float32)))
         rec.set("init_onnx", {"path": str(args.init_onnx)})
@@ -302,12 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         loss_s = (F.l1_loss(size, wh_t, reduction="none") * m).sum() / n
         loss_o = (F.l1_loss(torch.sigmoid(off), off_t, reduction="none") * m).sum() / n
         loss = loss_h + 0.5 * loss_s + loss_o
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-        opt.step()
-        sched.step()
-        ema.update(net)
+        take_step(loss, net, opt, sched, ema, clip=10.0)
         step += 1
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f} (heat {loss_h.item():.3f} size {loss_s.item():.3f} "

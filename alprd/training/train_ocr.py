@@ -26,8 +26,9 @@ from alprd.training.common import (
     export_onnx,
     load_checkpoint,
     load_image,
-    resume_schedule,
+    resume_run,
     save_checkpoint,
+    take_step,
     warm_start,
 )
 from alprd.training.nets import PlateOcrAttnNet, PlateOcrCtcNet, PlateOcrExport, PlateOcrNet, attn_grid
@@ -627,18 +628,12 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW([{"params": backbone}, {"params": rest}], lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr * scale, args.lr], total_steps=args.steps,
                                                 pct_start=0.05)
-    step, best = 0, -1.0
     ck = load_checkpoint(args.out / "last.pt")
-    if ck:
-        if ck.get("head", "slots") != args.head:
-            raise UserError(f"{args.out / 'last.pt'}: that run trains the {ck.get('head', 'slots')} head; "
-                            f"pass --head {ck.get('head', 'slots')} or a new --out")
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        step, best = ck["step"], ck["best"]
-        sched = resume_schedule(opt, sched, ck["sched"], step, args.steps)
-        print(f"resumed at step {step}", flush=True)
-    elif args.init_onnx:
+    if ck and ck.get("head", "slots") != args.head:
+        raise UserError(f"{args.out / 'last.pt'}: that run trains the {ck.get('head', 'slots')} head; "
+                        f"pass --head {ck.get('head', 'slots')} or a new --out")
+    step, best, sched = resume_run(ck, net, opt, sched, args.steps)
+    if not ck and args.init_onnx:
         init_from_onnx(net, args.head, args.init_onnx, torch.from_numpy(ocr_input(list(syn_img[:256]), H, W)))
         m = {k: evaluate(net, v) for k, v in dev.items()}
         print(f"warm start from {args.init_onnx}: {m}", flush=True)
@@ -681,11 +676,7 @@ def main(argv: list[str] | None = None) -> int:
                     soft = torch.from_numpy(bank_soft[keep])
                     student = logits[n_syn:][torch.from_numpy(bank_agree[bi])]
                     loss = loss + args.distill * distill_loss(student, soft, args.distill_temperature)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        ema.update(net)
+        take_step(loss, net, opt, sched, ema)
         step += 1
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f} {(time.time() - t0) / 50:.2f}s/step", flush=True)

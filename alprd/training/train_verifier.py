@@ -42,8 +42,9 @@ from alprd.training.common import (
     add_ema_argument,
     export_onnx,
     load_checkpoint,
-    resume_schedule,
+    resume_run,
     save_checkpoint,
+    take_step,
 )
 from alprd.training.nets import PlateVerifierExport, PlateVerifierNet
 from alprd.training.scene_mining import mine, mine_scene
@@ -118,7 +119,8 @@ class VerifierData:
 
     def _composite(self, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float, float, float]]:
         """A synthetic plate face pasted into a part of a training scene (a copy), and its box; at
-        least 24 px wide, since _far makes far plates of some of them."""
+        least 24 px wide, since _far makes far plates of some of them. A face drawn narrower stays in
+        the part, a far plate beside the one returned."""
         img = self.scenes[int(rng.integers(len(self.scenes)))][0]
         H, W = img.shape[:2]
         w, h = min(W, 480), min(H, 320)
@@ -248,14 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     net = PlateVerifierNet()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
-    step, best = 0, -1.0
     ck = load_checkpoint(args.out / "last.pt")
-    if ck:
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        step, best = ck["step"], ck["best"]
-        sched = resume_schedule(opt, sched, ck["sched"], step, args.steps)
-        print(f"resumed at step {step}", flush=True)
+    step, best, sched = resume_run(ck, net, opt, sched, args.steps)
     ema = MovingAverage(net, args.ema, ck)
     rng = np.random.default_rng(step + 11)
     net.train()
@@ -263,11 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     while step < args.steps:
         x, y = fit.batch(rng, args.batch, args.far_p, args.synthetic_p)
         loss = F.binary_cross_entropy_with_logits(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        ema.update(net)
+        take_step(loss, net, opt, sched, ema)
         step += 1
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f} {(time.time() - t0) / 50:.3f}s/step", flush=True)

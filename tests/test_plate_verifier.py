@@ -168,10 +168,11 @@ def test_training_smoke_exports_a_verifier_the_detector_runs(tmp_path):
         shutil.copy2(REPO / "models" / name, models / name)
     common = ["--data", str(DATA), "--out", str(tmp_path / "ver"), "--batch", "8", "--eval-every", "2",
               "--limit", "40", "--detector", str(REPO / "models" / "plate_detector.onnx")]
-    r = alprd("train", "verifier", *common, "--steps", "2")
+    r = alprd("train", "verifier", *common, "--steps", "2", "--far-scenes")
     assert r.returncode == 0, r.stderr[-2000:]
     record = json.loads((tmp_path / "ver" / "run.json").read_text())
     assert record["data"]["train"]["detector_boxes_on_no_plate"] > 0 and record["data"]["train"]["plates"] > 0
+    assert 0 < record["data"]["far_copies"] <= 40  # a shrunk copy of each scene with a plate
     assert record["evals"] and "on_plates_kept@0.1" in record["evals"][-1]
     r = alprd("train", "verifier", *common, "--steps", "3", "--export", str(models / "plate_verifier.onnx"))
     assert r.returncode == 0 and "resumed at step 2" in r.stdout, r.stderr[-2000:]

@@ -80,7 +80,7 @@ def mine(scenes: list[tuple[np.ndarray, np.ndarray]], keys: list[str], teacher_p
     todo = [i for i, k in enumerate(keys) if k not in stored]
     if todo:
         teacher = TeacherDetector(teacher_path) if teacher_path else None
-        students = [_student(p) for p in student_paths]
+        students = [mining_detector(p) for p in student_paths]
         for i in todo:
             img = scenes[i][0]
             t = teacher.detect(img) if teacher else []
@@ -94,7 +94,7 @@ def mine(scenes: list[tuple[np.ndarray, np.ndarray]], keys: list[str], teacher_p
     return out
 
 
-def _student(path: Path):
+def mining_detector(path: Path):
     from alprd.recognition.manifest import ModelEntry
     from alprd.recognition.onnx_models import OnnxPlateDetector
 

@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if not fit.plates or not fit.negatives:
         raise UserError(f"--data {args.data}: the detector found no false positives or no plates in "
                         f"{len(train)} training scenes; nothing to learn from")
-    rec.set("data", {"scenes": len(train), "far_copies": len(source), "held_out_scenes": int(val.sum()),
+    rec.set("data", {"scenes": len(train), "far_copies": len(source), "held_out_scenes": int(val[:len(train)].sum()),
                      "train": fit.counts(), "held_out": check.counts()})
     print(f"{len(train)} scenes mined in {time.time() - t0:.0f}s: train {fit.counts()}, held out {check.counts()}",
           flush=True)

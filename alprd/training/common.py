@@ -149,6 +149,19 @@ def take_step(loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Optimiz
     ema.update(net)
 
 
+def keep_checkpoints(out: Path, score: float, best: float, step: int, metrics: dict[str, Any],
+                     net: torch.nn.Module, opt: torch.optim.Optimizer,
+                     sched: torch.optim.lr_scheduler.OneCycleLR, ema: MovingAverage, **extra: Any) -> float:
+    """After an evaluation: best.pt (what is evaluated and exported) if `score` beats `best`, and
+    always last.pt, which resume_run continues from; `extra` goes into both. Returns the new best."""
+    if score > best:
+        best = score
+        save_checkpoint(out / "best.pt", model=ema.kept.state_dict(), step=step, metrics=metrics, **extra)
+    save_checkpoint(out / "last.pt", model=net.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
+                    step=step, best=best, **extra, **ema.checkpoint())
+    return best
+
+
 def resume_run(ck: dict[str, Any] | None, net: torch.nn.Module, opt: torch.optim.Optimizer,
                sched: torch.optim.lr_scheduler.OneCycleLR, total_steps: int
                ) -> tuple[int, float, torch.optim.lr_scheduler.OneCycleLR]:

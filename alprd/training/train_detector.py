@@ -21,6 +21,7 @@ from alprd.training.common import (
     RunRecord,
     add_ema_argument,
     export_onnx,
+    keep_checkpoints,
     load_checkpoint,
     load_image,
     resume_run,
@@ -309,14 +310,10 @@ def main(argv: list[str] | None = None) -> int:
             rec.add_eval(step, metrics | ema.record())
             print(f"eval step {step}: {metrics}", flush=True)
             score = metrics["recall"] + 0.5 * metrics["recall_far50"] - 0.05 * metrics["fp_per_image"]
-            if score > best:
-                best = score
-                save_checkpoint(args.out / "best.pt", model=ema.kept.state_dict(), step=step, metrics=metrics)
+            best = keep_checkpoints(args.out, score, best, step, metrics, net, opt, sched, ema)
             # Every evaluated checkpoint is kept (1.6 MB each): a full dev evaluation may prefer
             # another trade of recall against false positives than the score above.
             save_checkpoint(args.out / f"step{step}.pt", model=ema.kept.state_dict(), step=step, metrics=metrics)
-            save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(),
-                            sched=sched.state_dict(), step=step, best=best, **ema.checkpoint())
     if args.export:
         export_detector(args.out / "best.pt", args.export)
         rec.set("exported", str(args.export))

@@ -24,10 +24,10 @@ from alprd.training.common import (
     RunRecord,
     add_ema_argument,
     export_onnx,
+    keep_checkpoints,
     load_checkpoint,
     load_image,
     resume_run,
-    save_checkpoint,
     take_step,
     warm_start,
 )
@@ -686,11 +686,7 @@ def main(argv: list[str] | None = None) -> int:
             score = float(np.nanmean(list(m.values())))
             rec.add_eval(step, m | ema.record())
             print(f"eval step {step}{' (moving average)' if ema.average is not None else ''}: {m}", flush=True)
-            if score > best:
-                best = score
-                save_checkpoint(args.out / "best.pt", model=ema.kept.state_dict(), step=step, metrics=m, head=args.head)
-            save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(), head=args.head,
-                            sched=sched.state_dict(), step=step, best=best, **ema.checkpoint())
+            best = keep_checkpoints(args.out, score, best, step, m, net, opt, sched, ema, head=args.head)
     if args.export:
         export_ocr(args.out / "best.pt", args.export)
         rec.set("exported", str(args.export))

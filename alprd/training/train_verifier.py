@@ -45,9 +45,9 @@ from alprd.training.common import (
     RunRecord,
     add_ema_argument,
     export_onnx,
+    keep_checkpoints,
     load_checkpoint,
     resume_run,
-    save_checkpoint,
     take_step,
 )
 from alprd.training.nets import PlateVerifierExport, PlateVerifierNet
@@ -94,7 +94,7 @@ class VerifierData:
                 "detector_boxes_on_no_plate": len(self.negatives)}
 
     def crop(self, s: Sample) -> np.ndarray:
-        return verifier_input(self.scenes[s[0]][0], [s[1]])[0].transpose(1, 2, 0).astype(np.uint8)
+        return _crop(self.scenes[s[0]][0], s[1])
 
     def batch(self, rng: np.random.Generator, n: int, far_p: float,
               synthetic_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +103,7 @@ class VerifierData:
             positive = j < n // 2
             if positive and self.faces and rng.random() < synthetic_p:
                 img, box = self._composite(rng)
-                c = verifier_input(img, [_jitter(rng, box, BOX_ERROR)])[0].transpose(1, 2, 0).astype(np.uint8)
+                c = _crop(img, _jitter(rng, box, BOX_ERROR))
             else:
                 if positive:
                     pool = self.on_plates if rng.random() < 0.3 else self.plates
@@ -137,6 +137,11 @@ class VerifierData:
                 break
         assert box is not None
         return part, tuple(map(float, box))
+
+
+def _crop(img: np.ndarray, box) -> np.ndarray:
+    """The verifier's view of `box` (verifier_input) as an HxWx3 uint8 image, for augmenting."""
+    return verifier_input(img, [box])[0].transpose(1, 2, 0).astype(np.uint8)
 
 
 def _jitter(rng: np.random.Generator, box, sd: tuple[float, float]) -> tuple[float, float, float, float]:
@@ -306,11 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"eval step {step}: {metrics}", flush=True)
             # Plates the detector found and the verifier keeps, less negatives it keeps, at 0.1.
             score = metrics.get("on_plates_kept@0.1", 0.0) - metrics.get("negatives_kept@0.1", 0.0)
-            if score > best:
-                best = score
-                save_checkpoint(args.out / "best.pt", model=ema.kept.state_dict(), step=step, metrics=metrics)
-            save_checkpoint(args.out / "last.pt", model=net.state_dict(), opt=opt.state_dict(),
-                            sched=sched.state_dict(), step=step, best=best, **ema.checkpoint())
+            best = keep_checkpoints(args.out, score, best, step, metrics, net, opt, sched, ema)
     if args.export:
         export_verifier(args.out / "best.pt", args.export)
         rec.set("exported", str(args.export))

@@ -73,7 +73,8 @@ def checked_sha256(path: Path, expected: str | None, what: str = "model file") -
     return digest
 
 
-def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
+def _manifest_models(models_dir: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """The manifest's path and its models by name; a ModelError if it is missing or not JSON."""
     mf = models_dir / "manifest.json"
     try:
         manifest = json.loads(mf.read_text())
@@ -81,10 +82,25 @@ def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
         raise ModelError(f"{mf}: model manifest not found; set models.dir to a folder holding manifest.json") from None
     except json.JSONDecodeError as e:
         raise ModelError(f"{mf}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    entries = {m["name"]: m for m in manifest.get("models", [])}
+    return mf, {m["name"]: m for m in manifest.get("models", [])}
+
+
+def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
+    mf, entries = _manifest_models(models_dir)
     if name not in entries:
         raise ModelError(f"{mf}: no model named {name!r}; available: {', '.join(entries) or 'none'}")
-    m = entries[name]
+    return _checked_entry(models_dir, mf, entries[name], task)
+
+
+def load_optional_entry(models_dir: Path, name: str, task: str) -> ModelEntry | None:
+    """As load_entry, but None when the manifest lists no model of that name (a models folder made
+    before that model existed); a listed file that is missing or altered is still an error."""
+    mf, entries = _manifest_models(models_dir)
+    return _checked_entry(models_dir, mf, entries[name], task) if name in entries else None
+
+
+def _checked_entry(models_dir: Path, mf: Path, m: dict[str, Any], task: str) -> ModelEntry:
+    name = m["name"]
     if m.get("task") != task:
         raise ModelError(f"{mf}: model {name!r} is a {m.get('task')} model, not a {task}")
     path = models_dir / m["file"]
@@ -95,13 +111,3 @@ def load_entry(models_dir: Path, name: str, task: str) -> ModelEntry:
                       quantized_from=m.get("quantized_from", {}).get("file", ""),
                       quantized_from_sha256=m.get("quantized_from", {}).get("sha256", ""),
                       threshold=float(m.get("threshold", 0.5)))
-
-
-def load_optional_entry(models_dir: Path, name: str, task: str) -> ModelEntry | None:
-    """As load_entry, but None when the manifest lists no model of that name (a models folder made
-    before that model existed); a listed file that is missing or altered is still an error."""
-    try:
-        names = {m.get("name") for m in json.loads((models_dir / "manifest.json").read_text()).get("models", [])}
-    except (OSError, json.JSONDecodeError):
-        names = {name}  # let load_entry say what is wrong with the manifest
-    return load_entry(models_dir, name, task) if name in names else None

@@ -118,8 +118,10 @@ class OnnxPlateDetector(PlateDetector):
 
     def _verified(self, frame: np.ndarray, found: list[Detection]) -> list[Detection]:
         """`found` less the unsure boxes the verifier takes for no plate."""
+        if self.verifier is None:
+            return found
         unsure = [d for d in found if d.confidence < self.verify_below]
-        if self.verifier is None or not unsure:
+        if not unsure:
             return found
         p = self.verifier.plate_probability(frame, [d.box for d in unsure])
         vetoed = {id(d) for d, pd in zip(unsure, p) if pd < self.verifier.threshold}

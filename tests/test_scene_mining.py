@@ -93,6 +93,27 @@ def test_teacher_boxes_land_on_the_plate_in_frame_coordinates():
         assert any(iou(b[:4], box) > 0.5 and b[4] > 0.5 for b in found), (w, h, box, found[:3])
 
 
+def test_square_share_crops_centre_on_two_line_plates_and_faces_can_be_two_line():
+    """--square-share: crops centred on a labelled square (two-line) plate, which is then always in
+    the crop; --two-line-faces: that share of the synthetic faces is drawn two-line."""
+    from alprd.training.train_detector import _render_face, square_plates
+
+    scene = np.full((1080, 1920, 3), 90, np.uint8)
+    plates = np.array([[100, 100, 340, 160], [1500, 800, 1580, 860]], np.float32)  # long, then square
+    assert square_plates([(scene, plates)]) == [(0, 1)]
+    square_seen = 0
+    for seed in range(30):
+        _, boxes = sample(np.random.default_rng(seed), [(scene, plates)], [], 320, 0.0,
+                          squares=[(0, 1)], square_p=1.0)
+        square_seen += any(b[2] - b[0] < 1.6 * (b[3] - b[1]) for b in boxes)
+    assert square_seen == 30
+    # faces: long plates are over 3:1, two-line ones under 2:1
+    aspect = [f.shape[1] / f.shape[0] for f in (_render_face(s, two_line_p=1.0) for s in range(12))]
+    assert all(a < 2.0 for a in aspect), aspect
+    usual = [f.shape[1] / f.shape[0] for f in (_render_face(s) for s in range(40))]
+    assert sum(a > 3.0 for a in usual) > 20
+
+
 def test_detector_report_sets_unlabelled_plates_aside_but_counts_recall_on_labels():
     from alprd.recognition.manifest import load_entry
     from alprd.recognition.onnx_models import OnnxPlateDetector
@@ -122,3 +143,48 @@ def test_several_mining_detectors_pool_their_detections_once_each(tmp_path):
     assert sum(len(m.negatives) for m in alone) >= 2  # the unlabelled plates, as nothing explains them
     assert [m.negatives for m in twice] == [m.negatives for m in alone]
     assert (tmp_path / "twice.json").exists()
+
+
+def test_detector_report_audit_sets_eye_checked_plates_aside_and_drops_labels_on_no_plate():
+    from alprd.recognition.manifest import load_entry
+    from alprd.recognition.onnx_models import OnnxPlateDetector
+    from alprd.training.detector_report import score
+
+    det = OnnxPlateDetector(load_entry(Path(__file__).resolve().parents[1] / "models", "plate_detector", "detector"))
+    frame, _, box = render_still(np.random.default_rng(3), 1280, 720, "us")
+    nothing = (10, 10, 60, 30)  # a label on the sky
+    # the plate unlabelled (the teacher missed it) and a label on no plate: a miss and a false positive
+    # as labelled; once audited by eye, neither
+    r = score(det, [frame], [[nothing]], [[]], [[box]], [[nothing]])[0.4]
+    assert r["recall"] == 0.0 and r["fp_per_image"] == 1.0 and r["fp_per_image_unlabelled_set_aside"] == 1.0
+    assert r["fp_per_image_audited"] == 0.0 and r["recall_audited"] == 0.0  # no real label left: 0 of 0
+    # the same label on no plate, now also the detector's box: it counts as found as labelled, and as a
+    # false positive once the label is dropped
+    r = score(det, [frame], [[box]], [[]], [[]], [[box]])[0.4]
+    assert r["recall"] == 1.0 and r["fp_per_image"] == 0.0 and r["fp_per_image_audited"] == 1.0
+
+
+DATA = TEACHER.parents[1] / "data"
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def test_the_dev_scene_audit_fits_the_labels_and_a_stale_row_is_a_one_line_error(tmp_path):
+    from alprd.datasets import detection_splits
+    from alprd.errors import UserError
+    from alprd.training.detector_report import BY_EYE, audit_by_eye
+
+    dev = detection_splits(DATA)["dev"]
+    plates, not_plates = audit_by_eye(BY_EYE, DATA, dev)
+    assert sum(map(len, plates)) == 11 and sum(map(len, not_plates)) == 1
+    rows = BY_EYE.read_text().splitlines()
+    for bad, message in [
+        ("romania_dashcam/images/train/nowhere.jpg,1,1,9,9,plate,x", "is not a dev scene"),
+        ("openlpr_plate_detection/images/val/648.jpg,1,1,9,9,no plate,x", "the scene has no such label"),
+        ("openlpr_plate_detection/images/val/648.jpg,190,179,238,212,plate,x", "a label now covers it"),
+        ("openlpr_plate_detection/images/val/648.jpg,1,1,9,9,maybe,x", "valid: plate, no plate"),
+    ]:
+        f = tmp_path / "by_eye.csv"
+        f.write_text("\n".join([rows[0], bad]) + "\n")
+        with pytest.raises(UserError, match=message) as e:
+            audit_by_eye(f, DATA, dev)
+        assert str(f) in str(e.value) and "\n" not in str(e.value)

@@ -19,6 +19,12 @@ import onnxruntime as ort
 
 from alprd.recognition.preprocess import iou, letterbox, nms
 
+SQUARE_ASPECT = 1.6  # a box narrower than this many heights: a two-line or square plate
+
+
+def is_square(box: Sequence[float]) -> bool:
+    return box[2] - box[0] < SQUARE_ASPECT * (box[3] - box[1])
+
 Box = tuple[float, float, float, float, float]  # x1, y1, x2, y2, score
 
 

@@ -91,6 +91,15 @@ def romania_video(image: Path) -> str:
     return image.name.split(".mp4")[0]
 
 
+def scene_group(image: Path, data_root: Path) -> str:
+    """What a held-out split of training scenes must keep on one side: a Romanian frame's video (its
+    neighbours are near duplicates), any other scene's own file, relative to the data folder."""
+    rel = image.relative_to(data_root)
+    if rel.parts[0] == "romania_dashcam":
+        return f"romania_dashcam/{romania_video(image)}"
+    return rel.as_posix()
+
+
 def detection_splits(data_root: Path) -> dict[str, list[SceneSample]]:
     """train/dev scenes from ../shared/data. Romania is split by video; openlpr by its own val."""
     train: list[SceneSample] = []

@@ -13,11 +13,13 @@ from alprd.recognition.manifest import sha256_of
 from alprd.training.quantize_ocr import QUANTIZED_FROM_KEY
 
 # The verifier's operating point: a box scored under models.detector_verify_below is dropped when the
-# verifier gives it less than this. Chosen on the verifier's held-out training scenes (train_verifier).
+# verifier gives it less than this. Chosen on the verifier's held-out training scenes
+# (python -m alprd.training.verifier_threshold); --verifier-threshold sets another.
 VERIFIER_THRESHOLD = 0.1
 
 
-def build_manifest(models_dir: Path, detector_version: str, ocr_version: str, verifier_version: str = "") -> dict:
+def build_manifest(models_dir: Path, detector_version: str, ocr_version: str, verifier_version: str = "",
+                   verifier_threshold: float = VERIFIER_THRESHOLD) -> dict:
     import onnxruntime as ort
 
     entries = []
@@ -62,7 +64,7 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str, ve
             "input": {"layout": "NCHW", "height": 48, "width": 96, "channels": 3, "color": "BGR", "range": "0-255",
                       "window": "the box centred in a 2:1 window twice its width (at least twice its height)"},
             "outputs": ["plate (probability)"],
-            "threshold": VERIFIER_THRESHOLD,
+            "threshold": verifier_threshold,
         })
     return {"format": 1, "models": entries}
 
@@ -81,10 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector-version", help="a different version for the detector")
     ap.add_argument("--ocr-version", help="a different version for the reader")
     ap.add_argument("--verifier-version", default="", help="the plate verifier's version (plate_verifier.onnx)")
+    ap.add_argument("--verifier-threshold", type=float, default=VERIFIER_THRESHOLD,
+                    help="the plate probability under which the verifier drops a box (verifier_threshold picks it)")
     args = ap.parse_args(argv)
     try:
+        if not 0.0 < args.verifier_threshold < 1.0:
+            raise UserError(f"--verifier-threshold {args.verifier_threshold}: give a probability between 0 and 1")
         m = build_manifest(args.models_dir, args.detector_version or args.version, args.ocr_version or args.version,
-                           args.verifier_version)
+                           args.verifier_version, args.verifier_threshold)
     except UserError as e:
         print(f"manifest_tool: error: {e}", file=sys.stderr)
         return 2

@@ -19,14 +19,15 @@ own pixels (`verifier_input`). It learns from what the detector does on the trai
   and not plates: the verifier then learns how the detector frames far plates and what it takes for
   one, rather than only far-looking crops of near plates.
 
-A tenth of the training scenes (by a hash of the file name) is held out to pick the checkpoint and
-report how many plates and negatives a threshold keeps; the dev scenes are never seen.
+A tenth of the training scenes (`held_out`: by a hash of the scene's group, so a Romanian video stays
+on one side) is held out to pick the checkpoint and report how many plates and negatives a threshold
+keeps; `python -m alprd.training.verifier_threshold` picks the threshold there. The dev scenes are
+never seen.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from multiprocessing import Pool
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alprd.datasets import BoxLabel, detection_splits
+from alprd.datasets import BoxLabel, detection_splits, is_held_out, scene_group
 from alprd.errors import UserError
 from alprd.recognition.preprocess import VERIFIER_SIZE, iou, verifier_input, verifier_window
 from alprd.training.common import (
@@ -62,8 +63,14 @@ FAR_SCENE_PX = (40.0, 70.0)  # --far-scenes: the widest plate of each shrunk cop
 Sample = tuple[int, tuple[float, float, float, float]]  # scene index, box
 
 
-def held_out(key: str) -> bool:
-    return int(hashlib.sha256(key.encode()).hexdigest(), 16) % 10 == 0
+HELD_OUT = 0.1  # of the training scenes' groups, to pick the checkpoint and the threshold
+HELD_OUT_SALT = "alprd-verifier-v1"
+
+
+def held_out(image: Path, data_root: Path) -> bool:
+    """A tenth of the training scenes by scene_group: whole Romanian videos (of the two training
+    videos, the night one falls there), so no held-out frame has a near duplicate in training."""
+    return is_held_out(scene_group(image, data_root), HELD_OUT, HELD_OUT_SALT)
 
 
 class VerifierData:
@@ -262,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "verifier", {k: str(v) for k, v in vars(args).items()})
     train = detection_splits(args.data)["train"]
-    if args.limit:
-        train = train[: args.limit]
+    if args.limit:  # spread over the set, so that a smoke run holds out scenes of both sources
+        train = train[:: max(1, len(train) // args.limit)][: args.limit]
     keys = [str(s.image) for s in train]
     t0 = time.time()
     scenes = [load_scene(s) for s in train]
@@ -278,11 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.synthetic_p > 0 and args.faces > 0:
         with Pool(args.workers) as pool:
             data.faces = pool.map(_render_face, range(3_000_000, 3_000_000 + args.faces), chunksize=16)
-    val = np.array([held_out(k) for k in keys])
+    held = [held_out(s.image, args.data) for s in train]
+    val = np.array(held + [held[i] for i in source])
     fit, check = data.subset(~val), data.subset(val)
     if not fit.plates or not fit.negatives:
         raise UserError(f"--data {args.data}: the detector found no false positives or no plates in "
                         f"{len(train)} training scenes; nothing to learn from")
+    if not check.plates:
+        raise UserError(f"--data {args.data}: none of the {len(train)} training scenes' plates is held out "
+                        "to pick the checkpoint with; use more scenes (--limit)")
     rec.set("data", {"scenes": len(train), "far_copies": len(source), "held_out_scenes": int(val[:len(train)].sum()),
                      "train": fit.counts(), "held_out": check.counts()})
     print(f"{len(train)} scenes mined in {time.time() - t0:.0f}s: train {fit.counts()}, held out {check.counts()}",

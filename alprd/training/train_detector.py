@@ -80,6 +80,8 @@ def paste_plate(rng: np.random.Generator, canvas: np.ndarray, face: np.ndarray) 
 
 
 FAR_PLATE_PX = (8.0, 22.0)  # at the 640-px input: 25-65 px wide in a 1920-px frame
+
+
 def square_plates(scenes) -> list[tuple[int, int]]:
     """(scene index, box index) of every labelled plate whose box is square rather than long."""
     return [(i, k) for i, (_, boxes) in enumerate(scenes) for k, b in enumerate(boxes) if is_square(b)]
@@ -90,9 +92,9 @@ def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: floa
            squares: Sequence[tuple[int, int]] = (), square_p: float = 0.0):
     """A training crop and its plate boxes. With `negatives` ((scene index, box) pairs, see
     scene_mining), a share `hard_p` of crops is centred on a place where the previous detector
-    fired on no plate. A share `square_p` of the rest is centred on one of `squares` (see
-    square_plates), the two-line plates about one training plate in eight is. A share `far_p` of the other crops
-    is centred on a labelled plate shrunk to FAR_PLATE_PX wide, the far plates the zoom range below
+    fired on no plate. A share `square_p` of the rest is centred on one of `squares` (square_plates:
+    the two-line plates, about one training plate in eight). A share `far_p` of the other crops is
+    centred on a labelled plate shrunk to FAR_PLATE_PX wide, the far plates the zoom range below
     reaches only now and then."""
     hard = None
     k = -1

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from alprd.config import ModelsConfig
-from alprd.datasets import detection_splits
+from alprd.datasets import BoxLabel, detection_splits
 from alprd.errors import UserError
 from alprd.evaluate import shrink_scene
 from alprd.recognition.manifest import ModelEntry, load_entry
@@ -78,8 +78,7 @@ def held_out_scenes(data: Path, run: Path, keep: float) -> list[tuple[np.ndarray
 
 
 def shrunk(scenes: list[tuple[np.ndarray, list]], px: float) -> list[tuple[np.ndarray, list]]:
-    from alprd.datasets import BoxLabel
-
+    """The scenes with plates, each shrunk so its widest plate is `px` wide at 1920-px scale."""
     out = []
     for img, plates in scenes:
         if plates:
@@ -100,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("verifier", type=Path, help="the run's exported verifier ONNX")
     ap.add_argument("--run", type=Path, required=True, help="the `alprd train verifier` run folder (its mined.json)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--models", type=Path, default=Path("models"), help="the models folder whose detector is used")
+    ap.add_argument("--models", type=Path, default=Path("models"),
+                    help="the models folder whose detector proposes the boxes (the run's --detector, as shipped)")
     ap.add_argument("--teacher-keep", type=float, default=0.5, help="as the run's --teacher-keep")
     ap.add_argument("--verify-below", type=float, default=ModelsConfig.detector_verify_below)
     ap.add_argument("--detection-threshold", type=float, default=ModelsConfig.detection_threshold)

@@ -31,13 +31,12 @@ import numpy as np
 from alprd.config import ModelsConfig
 from alprd.datasets import SceneSample, detection_splits
 from alprd.errors import UserError
-from alprd.evaluate import shrink_scene
+from alprd.evaluate import IOU_MIN, shrink_scene
 from alprd.recognition.manifest import load_entry, load_optional_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
 from alprd.training.scene_mining import TeacherDetector, is_square, mine_scene
 
-IOU_MIN = 0.3
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 BY_EYE = Path(__file__).parent / "eval_sets" / "dev_scenes_by_eye.csv"
 VERDICTS = ("plate", "no plate")

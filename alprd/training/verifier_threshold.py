@@ -22,18 +22,18 @@ import cv2
 import numpy as np
 
 from alprd.config import ModelsConfig
-from alprd.datasets import BoxLabel, detection_splits
+from alprd.datasets import detection_splits
 from alprd.errors import UserError
-from alprd.evaluate import shrink_scene
+from alprd.evaluate import IOU_MIN
 from alprd.recognition.manifest import ModelEntry, load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
 from alprd.training.scene_mining import mine_scene
+from alprd.training.train_detector import shrunk
 from alprd.training.train_verifier import held_out
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 SIZES = (0.0, 60.0, 50.0, 40.0)  # 0: full size; else the widest plate's px at 1920-px scale
-IOU_MIN = 0.3
 
 
 def tally(det: OnnxPlateDetector, verifier: OnnxPlateVerifier, scenes: list[tuple[np.ndarray, list]],
@@ -74,16 +74,6 @@ def held_out_scenes(data: Path, run: Path, keep: float) -> list[tuple[np.ndarray
         if img is None:
             raise UserError(f"{s.image}: not a readable image")
         out.append((img, labels + [tuple(b[:4]) for b in extra]))
-    return out
-
-
-def shrunk(scenes: list[tuple[np.ndarray, list]], px: float) -> list[tuple[np.ndarray, list]]:
-    """The scenes with plates, each shrunk so its widest plate is `px` wide at 1920-px scale."""
-    out = []
-    for img, plates in scenes:
-        if plates:
-            im, moved = shrink_scene(img, [BoxLabel(*p) for p in plates], px)
-            out.append((im, [(b.x1, b.y1, b.x2, b.y2) for b in moved]))
     return out
 
 

@@ -296,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["all", "train", "dev"], default="all",
                    help="for ../shared/data CSVs: the project's fixed held-out split (dev) or the rest")
     p.add_argument("--shrink-to", type=float, default=None, metavar="PX",
-                   help="scenes: shrink each so its widest plate is PX wide at 1920 px scale (far plates)")
+                   help="scenes: shrink each so its widest plate is PX wide at 1920 px scale, in a 1920 px wide "
+                        "frame as a 1080p camera would see it (far plates)")
     p.add_argument("--margin", type=float, default=0.0, metavar="SHARE",
                    help="crops: add this share of each crop's width left and right (twice it above and "
                         "below), as a loose detector box frames a plate; tight crop sets flatter a reader")

@@ -57,18 +57,33 @@ def _split_scenes(scenes: list[SceneSample], split: str, path: Path) -> list[Sce
     return keep
 
 
-def shrink_scene(img: np.ndarray, boxes: list[BoxLabel], plate_px: float) -> tuple[np.ndarray, list[BoxLabel]]:
+# The frame a far plate is simulated in: a 1080p camera's width. The dev photos are 359-960 px wide
+# (median 640); shrunk at their own size, a plate "60 px wide at 1080p scale" kept only 15-30 px and
+# was resampled twice (or blown up again for photos under the detector's 640 px input), a far
+# plate of a 640 px camera rather than of the 1920x1080 frame the far-plate target speaks of.
+FAR_FRAME_WIDTH = 1920
+
+
+def shrink_scene(img: np.ndarray, boxes: list[BoxLabel], plate_px: float,
+                 frame_width: int | None = FAR_FRAME_WIDTH) -> tuple[np.ndarray, list[BoxLabel]]:
     """The same scene seen from further away: shrunk so its widest plate is `plate_px` wide at
-    1920-px scale, pasted in the middle of a blurred copy of itself (a frame of the same size, so the
-    detector sees the plate at that fraction of the frame). Real plates, simulated distance: the
-    dev sets hold almost no plate under 60 px, and far plates are what a roadside unit misses."""
+    1920-px scale, pasted in the middle of a blurred copy of itself, so the detector sees the plate
+    at that fraction of the frame. The frame is `frame_width` wide (the photo's aspect kept), so
+    the plate has `plate_px` pixels as in a real frame of that width; None keeps the photo's own
+    size, where a photo narrower than 1920 px leaves the plate fewer pixels than that (the harder
+    simulation the project measured before session 22). Real plates, simulated distance: the dev
+    sets hold almost no plate under 60 px, and far plates are what a roadside unit misses."""
     h, w = img.shape[:2]
+    fw = frame_width or w
+    fh = max(1, round(h * fw / w))
     widest = max((b.x2 - b.x1) * 1920 / w for b in boxes)
-    f = min(1.0, plate_px / max(widest, 1e-6))
+    f = min(1.0, plate_px / max(widest, 1e-6)) * fw / w  # photo pixels -> frame pixels
     nw, nh = max(1, round(w * f)), max(1, round(h * f))
-    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
     canvas = cv2.GaussianBlur(img, (0, 0), 12)
-    ox, oy = (w - nw) // 2, (h - nh) // 2
+    if (fw, fh) != (w, h):
+        canvas = cv2.resize(canvas, (fw, fh), interpolation=cv2.INTER_LINEAR)
+    ox, oy = (fw - nw) // 2, (fh - nh) // 2
     canvas[oy:oy + nh, ox:ox + nw] = small
     moved = [BoxLabel(b.x1 * nw / w + ox, b.y1 * nh / h + oy, b.x2 * nw / w + ox, b.y2 * nh / h + oy, b.text)
              for b in boxes]

@@ -135,6 +135,38 @@ def test_labels_read_by_eye_replace_a_crop_sets_own(stills, tmp_path):
     assert dev["crops"] == given_dev["crops"]
 
 
+def test_far_scenes_are_1080p_frames_with_the_plate_that_wide(stills):
+    """`--shrink-to PX` (and detector_report's far rows) put the shrunk scene in a 1920 px wide
+    frame, so the plate has PX pixels as in a 1080p camera's frame, not PX at 1920 scale of a
+    smaller photo (the simulation before session 22, still there with frame_width=None)."""
+    from alprd.datasets import BoxLabel
+    from alprd.evaluate import shrink_scene
+
+    path, text, box = stills[0]
+    photo = cv2.resize(cv2.imread(str(path)), (640, 360), interpolation=cv2.INTER_AREA)  # a small photo
+    plate = BoxLabel(*(v / 2 for v in box), text)
+    widest_1080 = (plate.x2 - plate.x1) * 1920 / 640
+    frame, (moved,) = shrink_scene(photo, [plate], 50)
+    assert frame.shape == (1080, 1920, 3)
+    assert moved.x2 - moved.x1 == pytest.approx(50, abs=1)
+    assert moved.y2 - moved.y1 == pytest.approx((plate.y2 - plate.y1) * 50 / (plate.x2 - plate.x1), abs=1)
+    # The plate is the photo's plate at that size, where the box says it is.
+    x1, y1, x2, y2 = (round(v) for v in (moved.x1, moved.y1, moved.x2, moved.y2))
+    want = cv2.resize(photo[round(plate.y1):round(plate.y2), round(plate.x1):round(plate.x2)], (x2 - x1, y2 - y1),
+                      interpolation=cv2.INTER_AREA)
+    got = frame[y1:y2, x1:x2]
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.8
+    shifted = frame[y1:y2, x1 + (x2 - x1) // 2:x2 + (x2 - x1) // 2]  # half a plate aside: not the plate
+    assert np.corrcoef(shifted.ravel(), want.ravel())[0, 1] < 0.5
+    # The old simulation: the photo's own size, the plate 50 px only at 1920 scale (a third as many pixels).
+    small, (old,) = shrink_scene(photo, [plate], 50, None)
+    assert small.shape == photo.shape
+    assert (old.x2 - old.x1) * 1920 / 640 == pytest.approx(50, abs=1)
+    # A plate already under PX is not blown up past its own 1920 scale width.
+    _, (near,) = shrink_scene(photo, [plate], widest_1080 + 40)
+    assert near.x2 - near.x1 == pytest.approx(widest_1080, abs=1)
+
+
 @pytest.mark.parametrize("args, message", [
     (["nowhere.csv"], "nowhere.csv: not a folder or a .csv file"),
     (["{csv}", "--relabel", "{relabel}"], "line 2: a.jpg is not a crop of"),

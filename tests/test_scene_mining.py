@@ -127,6 +127,8 @@ def test_detector_report_sets_unlabelled_plates_aside_but_counts_recall_on_label
     unlabelled = score(det, [frame], [[]], [[(*box, 0.9)]])
     assert unlabelled[0.4]["fp_per_image"] == 1.0
     assert unlabelled[0.4]["fp_per_image_unlabelled_set_aside"] == 0.0
+    # Images are read once, every threshold scored on each: the far rows make their frames as they go.
+    assert score(det, (f for f in [frame]), [[box]], [[]]) == labelled
 
 
 def test_several_mining_detectors_pool_their_detections_once_each(tmp_path):

@@ -31,7 +31,7 @@ import numpy as np
 from alprd.config import ModelsConfig
 from alprd.datasets import SceneSample, detection_splits
 from alprd.errors import UserError
-from alprd.evaluate import IOU_MIN, shrink_scene
+from alprd.evaluate import FAR_FRAME_WIDTH, IOU_MIN, shrink_scene
 from alprd.recognition.manifest import load_entry, load_optional_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
@@ -85,8 +85,8 @@ def unlabelled_plates(images: list[np.ndarray], labels: list[list[tuple]], teach
 
 def score(det: OnnxPlateDetector, images, labels, ignore, eye_plates=None, eye_not_plates=None,
           thresholds: tuple[float, ...] = THRESHOLDS) -> dict[float, dict[str, float]]:
-    eye_plates = eye_plates or [[] for _ in images]
-    eye_not_plates = eye_not_plates or [[] for _ in images]
+    eye_plates = eye_plates or [[] for _ in labels]
+    eye_not_plates = eye_not_plates or [[] for _ in labels]
     found = {t: 0 for t in thresholds}
     found_eye = {t: 0 for t in thresholds}
     fp = {t: 0 for t in thresholds}
@@ -98,9 +98,10 @@ def score(det: OnnxPlateDetector, images, labels, ignore, eye_plates=None, eye_n
     square = {t: 0 for t in thresholds}
     squares = sum(is_square(lb) for lbs in labels for lb in lbs)
     # Each threshold is run as the unit would run it: the second look at unsure boxes depends on it.
-    for t in thresholds:
-        det.threshold = t
-        for img, lbs, ign, eye, wrong in zip(images, labels, ignore, eye_plates, eye_not_plates):
+    # Images outside, thresholds inside: `images` is read once, so it can be made as it is read.
+    for img, lbs, ign, eye, wrong in zip(images, labels, ignore, eye_plates, eye_not_plates):
+        for t in thresholds:
+            det.threshold = t
             d = [x.box for x in det.detect(img)]
             hit = [any(iou(lb, x) > IOU_MIN for x in d) for lb in lbs]
             found[t] += sum(hit)
@@ -114,7 +115,7 @@ def score(det: OnnxPlateDetector, images, labels, ignore, eye_plates=None, eye_n
             real = [lb for lb in lbs if lb not in wrong]
             aside = [g[:4] for g in ign] + eye
             fp_eye[t] += sum(not any(iou(lb, x) > IOU_MIN for lb in real + aside) for x in d)
-    n = max(1, len(images))
+    n = max(1, len(labels))
     return {t: {"recall": found[t] / max(1, boxes), "fp_per_image": fp[t] / n,
                 "fp_per_image_unlabelled_set_aside": fp_audited[t] / n,
                 "recall_audited": found_eye[t] / max(1, boxes_eye), "fp_per_image_audited": fp_eye[t] / n,
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher", type=Path, required=True, help="teacher detector ONNX (finds the unlabelled plates)")
     ap.add_argument("--cache", type=Path, default=Path("runs/dev_teacher_boxes.json"))
     ap.add_argument("--far", type=float, nargs="*", default=[60, 50, 40], help="also shrink plates to these px")
+    ap.add_argument("--far-frame", choices=("1080p", "photo"), default="1080p",
+                    help="far plates in a 1920 px wide frame, as a 1080p camera sees them, or in a frame of the "
+                         "photo's own size (359-960 px wide: fewer pixels on the plate; the figures before session 22)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--recheck-above", type=float, default=ModelsConfig.detector_recheck_above,
                     help="as models.detector_recheck_above: the second look at unsure boxes (0: off)")
@@ -158,26 +162,31 @@ def main(argv: list[str] | None = None) -> int:
         eye_plates, eye_not_plates = audit_by_eye(args.by_eye, args.data, dev)
     except (UserError, OSError) as e:
         ap.error(f"--by-eye: {e}")
-    far_sets = {}
-    for px in args.far:
-        shrunk = [shrink_scene(img, s.boxes, px) for img, s in zip(images, dev) if s.boxes]
-        far_sets[px] = ([im for im, _ in shrunk], [[(b.x1, b.y1, b.x2, b.y2) for b in bs] for _, bs in shrunk])
+    frame_width = FAR_FRAME_WIDTH if args.far_frame == "1080p" else None
+    with_plates = [(img, s.boxes) for img, s in zip(images, dev) if s.boxes]
+
+    def far_images(px: float):  # made as scored: a set of 1920 px frames would take gigabytes
+        return (shrink_scene(img, boxes, px, frame_width)[0] for img, boxes in with_plates)
+
+    far_sets = {px: [[(b.x1, b.y1, b.x2, b.y2) for b in shrink_scene(img, boxes, px, frame_width)[1]]
+                     for img, boxes in with_plates] for px in args.far}
     report = {"scenes": len(dev), "boxes": sum(map(len, labels)), "unlabelled_set_aside": sum(map(len, ignore)),
-              "models": {}}
+              "far_frame": args.far_frame, "models": {}}
     report["by_eye"] = {"plates_the_labels_lack": sum(map(len, eye_plates)),
                         "labels_on_no_plate": sum(map(len, eye_not_plates))}
     print(f"{len(dev)} dev scenes, {report['boxes']} plates; {report['unlabelled_set_aside']} unlabelled "
           f"plates (teacher >= 0.5) set aside; audited by eye ({args.by_eye.name}): "
           f"{report['by_eye']['plates_the_labels_lack']} more plates set aside, "
-          f"{report['by_eye']['labels_on_no_plate']} labels on no plate dropped")
+          f"{report['by_eye']['labels_on_no_plate']} labels on no plate dropped; far plates in "
+          + ("1920 px wide frames" if frame_width else "frames of each photo's own size"))
     for mdir in args.models:
         verifier_entry = load_optional_entry(mdir, ModelsConfig.verifier, "verifier") if args.verify_below else None
         verifier = OnnxPlateVerifier(verifier_entry) if verifier_entry else None
         det = OnnxPlateDetector(load_entry(mdir, "plate_detector", "detector"), input_width=args.input_width,
                                 recheck_above=args.recheck_above, verifier=verifier, verify_below=args.verify_below)
         res = {"as_labelled": score(det, images, labels, ignore, eye_plates, eye_not_plates, thresholds)}
-        for px, (ims, lbs) in far_sets.items():
-            res[f"far{px:g}"] = score(det, ims, lbs, [[] for _ in ims], thresholds=thresholds)
+        for px, lbs in far_sets.items():
+            res[f"far{px:g}"] = score(det, far_images(px), lbs, [[] for _ in lbs], thresholds=thresholds)
         report["models"][str(mdir)] = {"version": det.version, **{k: {str(t): v for t, v in r.items()}
                                                                   for k, r in res.items()}}
         print(f"\n{mdir} (detector {det.version}, input width {args.input_width}, "

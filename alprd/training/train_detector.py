@@ -180,15 +180,17 @@ def focal_loss(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return -(pos_loss.sum() + neg_loss.sum()) / n
 
 
-def shrunk(scenes, plate_px: float):
-    """Dev scenes seen from further away (see alprd.evaluate.shrink_scene): far-plate recall."""
+def shrunk(scenes, plate_px: float, frame_width: int | None = None):
+    """Dev scenes seen from further away (see alprd.evaluate.shrink_scene): far-plate recall. By
+    default in frames of the photo's own size, the harder simulation that training has always been
+    monitored with, so runs stay comparable with earlier ones."""
     from alprd.datasets import BoxLabel
     from alprd.evaluate import shrink_scene
 
     out = []
     for img, boxes in scenes:
         if len(boxes):
-            im, moved = shrink_scene(img, [BoxLabel(*map(float, b)) for b in boxes], plate_px)
+            im, moved = shrink_scene(img, [BoxLabel(*map(float, b)) for b in boxes], plate_px, frame_width)
             out.append((im, np.array([[b.x1, b.y1, b.x2, b.y2] for b in moved], np.float32)))
     return out
 

@@ -208,7 +208,7 @@ def far_copies(scenes: list[tuple[np.ndarray, np.ndarray]], mined: list[dict], d
         boxes = [BoxLabel(*map(float, b), "") for b in labels] + [BoxLabel(*map(float, t[:4]), "") for t in teacher]
         if not boxes:
             continue
-        small, moved = shrink_scene(img, boxes, float(rng.uniform(*FAR_SCENE_PX)))
+        small, moved = shrink_scene(img, boxes, float(rng.uniform(*FAR_SCENE_PX)), None)
         moved_labels = np.array([[b.x1, b.y1, b.x2, b.y2] for b in moved[:len(labels)]], np.float32).reshape(-1, 4)
         out_scenes.append((small, moved_labels))
         out_mined.append({"teacher": [(b.x1, b.y1, b.x2, b.y2, 1.0) for b in moved[len(labels):]],

@@ -24,7 +24,7 @@ import numpy as np
 from alprd.config import ModelsConfig
 from alprd.datasets import detection_splits
 from alprd.errors import UserError
-from alprd.evaluate import IOU_MIN
+from alprd.evaluate import FAR_FRAME_WIDTH, IOU_MIN
 from alprd.recognition.manifest import ModelEntry, load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify-below", type=float, default=ModelsConfig.detector_verify_below)
     ap.add_argument("--detection-threshold", type=float, default=ModelsConfig.detection_threshold)
     ap.add_argument("--keep", type=float, default=0.98, help="share of the detector's plates a threshold must keep")
+    ap.add_argument("--far-frame", choices=("1080p", "photo"), default="1080p",
+                    help="far plates in a 1920 px wide frame, as a 1080p camera sees them, or in a frame of the "
+                         "photo's own size (fewer pixels on the plate; how 0.1.0's threshold was picked)")
     ap.add_argument("--json", type=Path, help="write the table here")
     args = ap.parse_args(argv)
     try:
@@ -110,10 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = {}
     print(f"{len(full)} held-out training scenes; detector {det.version} at {args.detection_threshold:g}, "
-          f"boxes under {args.verify_below:g} verified; plates found / boxes on no plate")
+          f"boxes under {args.verify_below:g} verified; far plates in "
+          + ("1920 px wide frames" if args.far_frame == "1080p" else "frames of each photo's own size")
+          + "; plates found / boxes on no plate")
     print("size      plates  none      " + "  ".join(f"{t:<9g}" for t in THRESHOLDS))
     for px in SIZES:
-        scenes = full if not px else shrunk(full, px)
+        scenes = full if not px else shrunk(full, px, FAR_FRAME_WIDTH if args.far_frame == "1080p" else None)
         r = tally(det, verifier, scenes, args.verify_below, THRESHOLDS)
         results["full" if not px else f"{px:g}px"] = r
         cells = "  ".join(f"{r['found'][t]:>4}/{r['on_no_plate'][t]:<4}" for t in ("none", *THRESHOLDS))
@@ -122,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"highest threshold keeping {args.keep:.0%} of the detector's plates at every size: "
           f"{best if best is not None else 'none'}")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "picked": best}, indent=2, default=str))
+        args.json.write_text(json.dumps({"far_frame": args.far_frame, "results": results, "picked": best},
+                                        indent=2, default=str))
     return 0
 
 

@@ -170,7 +170,7 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
               "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40",
               "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--scene-crops", "--us-repeat", "2",
               "--teacher", str(TEACHER), "--distill", "1", "--distill-variants", "2", "--vet-with", str(REPO / "models"),
-              "--export", str(models / "plate_ocr.onnx"))
+              "--low-res", "0.5", "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "scene crops" in r.stdout and any((tmp_path / "ocr" / "scene_crops").glob("*.png"))
     bank = np.load(tmp_path / "ocr" / "real_bank.npz")
@@ -573,6 +573,27 @@ def test_calibration_crops_are_half_framed_as_the_daemon_frames_plates():
     assert tight.shape == mixed.shape == (16, 1, 64, 128)
     assert np.array_equal(tight[:8], mixed[:8])
     assert all(not np.array_equal(a, b) for a, b in zip(tight[8:], mixed[8:]))
+
+
+def test_low_res_crops_have_a_far_plates_pixels(tmp_path):
+    """`--low-res`: a crop shrunk to a far plate's 24-64 px and enlarged back keeps its size and its
+    coarse shape, loses its fine detail, and a crop already that narrow is left alone."""
+    pytest.importorskip("torch")
+    from alprd.training.train_ocr import LOW_RES_PX, low_res
+
+    rng = np.random.default_rng(2)
+    sharp = np.kron(np.random.default_rng(0).integers(0, 2, (18, 36)), np.ones((4, 4))).astype(np.uint8) * 255
+    detail = cv2.Laplacian(sharp, cv2.CV_32F).var()
+    for _ in range(20):
+        far = low_res(rng, sharp)
+        assert far.shape == sharp.shape and far.dtype == np.uint8
+        assert cv2.Laplacian(far, cv2.CV_32F).var() < 0.5 * detail
+        assert np.corrcoef(cv2.blur(far, (9, 9)).ravel(), cv2.blur(sharp, (9, 9)).ravel())[0, 1] > 0.6
+    narrow = sharp[:, : LOW_RES_PX[0]]
+    assert np.array_equal(low_res(rng, narrow), narrow)
+    r = alprd("train", "ocr", "--out", str(tmp_path / "x"), "--low-res", "1.5")
+    assert r.returncode == 2 and "--low-res 1.5: give a share of the training crops, 0..1" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_crops_cut_at_the_edge_are_framed_as_the_daemon_frames_plates(tmp_path):

@@ -227,6 +227,21 @@ def jitter_crop(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray |
     return degrade(rng, out, strength=0.5)
 
 
+# A far plate as the unit reads it: 40-60 px wide in a 1080p frame, cut out and enlarged to the
+# reader's 128 px input. The training crops are plates 70-300 px wide (kept at 144 px) and only lightly blurred.
+LOW_RES_PX = (24, 64)
+
+
+def low_res(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """The crop shrunk to a far plate's width (LOW_RES_PX) and enlarged back to its own size."""
+    h, w = img.shape[:2]
+    tw = int(rng.integers(LOW_RES_PX[0], LOW_RES_PX[1] + 1))
+    if tw >= w:
+        return img
+    small = cv2.resize(img, (tw, max(4, round(h * tw / w))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 # A plate read by eye: (image,) for a whole crop, (image, x1, y1, x2, y2) for a box in a scene;
 # the image relative to the data root.
 EyeKey = tuple[str | int, ...]
@@ -518,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
     add_ema_argument(ap)
+    ap.add_argument("--low-res", type=float, default=0.0, metavar="SHARE",
+                    help="share of the training crops shrunk to a far plate's 24-64 px width and enlarged "
+                         "back, as the unit reads plates 40-60 px wide in a 1080p frame")
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
     ap.add_argument("--head", choices=HEADS, default="attn",
@@ -530,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--distill: needs --teacher and a slot head, slots or attn (the teacher reads in slots)")
     if args.frame_with and args.distill:
         raise UserError("--frame-with: not with --distill, whose jittered copies are made once, unframed")
+    if not 0 <= args.low_res <= 1:
+        raise UserError(f"--low-res {args.low_res}: give a share of the training crops, 0..1")
     if not 0 <= args.frame_share <= 1:
         raise UserError(f"--frame-share {args.frame_share}: give a share of the labelled crops, 0..1")
     if not (0.0 <= args.eu_road <= 1.0 and 0.0 <= args.us_varied <= 1.0 and args.us_varied + args.eu_road <= 1.0):
@@ -659,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
                 framed = framing is not None and tight and rng.random() < args.frame_share
                 imgs.append(jitter_crop(rng, img, framing if framed else None))
                 labs.append(encode(text))
+        if args.low_res:
+            imgs = [low_res(rng, im) if rng.random() < args.low_res else im for im in imgs]
         x = torch.from_numpy(ocr_input(imgs, H, W))
         y = torch.from_numpy(np.stack(labs))
         logits = net(x)

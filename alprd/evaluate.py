@@ -62,6 +62,13 @@ def _split_scenes(scenes: list[SceneSample], split: str, path: Path) -> list[Sce
 # was resampled twice (or blown up again for photos under the detector's 640 px input), a far
 # plate of a 640 px camera rather than of the 1920x1080 frame the far-plate target speaks of.
 FAR_FRAME_WIDTH = 1920
+# The reports' --far-frame choices: that frame, or each photo's own size (the simulation before session 22).
+FAR_FRAMES: dict[str, int | None] = {"1080p": FAR_FRAME_WIDTH, "photo": None}
+
+
+def far_frame_words(frame_width: int | None) -> str:
+    """How a report names the frames its far plates are shrunk into."""
+    return f"{frame_width} px wide frames" if frame_width else "frames of each photo's own size"
 
 
 def shrink_scene(img: np.ndarray, boxes: list[BoxLabel], plate_px: float,

@@ -31,7 +31,7 @@ import numpy as np
 from alprd.config import ModelsConfig
 from alprd.datasets import SceneSample, detection_splits
 from alprd.errors import UserError
-from alprd.evaluate import FAR_FRAME_WIDTH, IOU_MIN, shrink_scene
+from alprd.evaluate import FAR_FRAMES, IOU_MIN, far_frame_words, shrink_scene
 from alprd.recognition.manifest import load_entry, load_optional_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher", type=Path, required=True, help="teacher detector ONNX (finds the unlabelled plates)")
     ap.add_argument("--cache", type=Path, default=Path("runs/dev_teacher_boxes.json"))
     ap.add_argument("--far", type=float, nargs="*", default=[60, 50, 40], help="also shrink plates to these px")
-    ap.add_argument("--far-frame", choices=("1080p", "photo"), default="1080p",
+    ap.add_argument("--far-frame", choices=tuple(FAR_FRAMES), default="1080p",
                     help="far plates in a 1920 px wide frame, as a 1080p camera sees them, or in a frame of the "
                          "photo's own size (359-960 px wide: fewer pixels on the plate; the figures before session 22)")
     ap.add_argument("--json", type=Path, help="write the figures here")
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         eye_plates, eye_not_plates = audit_by_eye(args.by_eye, args.data, dev)
     except (UserError, OSError) as e:
         ap.error(f"--by-eye: {e}")
-    frame_width = FAR_FRAME_WIDTH if args.far_frame == "1080p" else None
+    frame_width = FAR_FRAMES[args.far_frame]
     with_plates = [(img, s.boxes) for img, s in zip(images, dev) if s.boxes]
 
     def far_images(px: float):  # made as scored: a set of 1920 px frames would take gigabytes
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
           f"plates (teacher >= 0.5) set aside; audited by eye ({args.by_eye.name}): "
           f"{report['by_eye']['plates_the_labels_lack']} more plates set aside, "
           f"{report['by_eye']['labels_on_no_plate']} labels on no plate dropped; far plates in "
-          + ("1920 px wide frames" if frame_width else "frames of each photo's own size"))
+          f"{far_frame_words(frame_width)}")
     for mdir in args.models:
         verifier_entry = load_optional_entry(mdir, ModelsConfig.verifier, "verifier") if args.verify_below else None
         verifier = OnnxPlateVerifier(verifier_entry) if verifier_entry else None

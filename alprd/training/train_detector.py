@@ -180,19 +180,23 @@ def focal_loss(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return -(pos_loss.sum() + neg_loss.sum()) / n
 
 
-def shrunk(scenes, plate_px: float, frame_width: int | None = None):
-    """Dev scenes seen from further away (see alprd.evaluate.shrink_scene): far-plate recall. By
-    default in frames of the photo's own size, the harder simulation that training has always been
-    monitored with, so runs stay comparable with earlier ones."""
+def shrunk_each(scenes, plate_px: float, frame_width: int | None = None):
+    """Each scene with a plate seen from further away (see alprd.evaluate.shrink_scene), made as it
+    is read: (image, boxes as float32 [N, 4])."""
     from alprd.datasets import BoxLabel
     from alprd.evaluate import shrink_scene
 
-    out = []
     for img, boxes in scenes:
         if len(boxes):
             im, moved = shrink_scene(img, [BoxLabel(*map(float, b)) for b in boxes], plate_px, frame_width)
-            out.append((im, np.array([[b.x1, b.y1, b.x2, b.y2] for b in moved], np.float32)))
-    return out
+            yield im, np.array([[b.x1, b.y1, b.x2, b.y2] for b in moved], np.float32)
+
+
+def shrunk(scenes, plate_px: float):
+    """Dev scenes seen from further away, for training's far-plate recall: in frames of the photo's
+    own size, the harder simulation that training has always been monitored with, so runs stay
+    comparable with earlier ones."""
+    return list(shrunk_each(scenes, plate_px))
 
 
 def evaluate(net: PlateDetectorNet, scenes, input_w: int, threshold: float = 0.3) -> dict[str, float]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -24,25 +25,27 @@ import numpy as np
 from alprd.config import ModelsConfig
 from alprd.datasets import detection_splits
 from alprd.errors import UserError
-from alprd.evaluate import FAR_FRAME_WIDTH, IOU_MIN
+from alprd.evaluate import FAR_FRAMES, IOU_MIN, far_frame_words
 from alprd.recognition.manifest import ModelEntry, load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
 from alprd.training.scene_mining import mine_scene
-from alprd.training.train_detector import shrunk
+from alprd.training.train_detector import shrunk_each
 from alprd.training.train_verifier import held_out
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 SIZES = (0.0, 60.0, 50.0, 40.0)  # 0: full size; else the widest plate's px at 1920-px scale
 
 
-def tally(det: OnnxPlateDetector, verifier: OnnxPlateVerifier, scenes: list[tuple[np.ndarray, list]],
+def tally(det: OnnxPlateDetector, verifier: OnnxPlateVerifier, scenes: Iterable[tuple[np.ndarray, Sequence]],
           verify_below: float, thresholds: tuple[float, ...]) -> dict:
     """Plates found and boxes on no plate without the verifier and at each threshold. The detector
-    runs once a scene; the verifier once per unsure box."""
+    runs once a scene; the verifier once per unsure box. `scenes` is read once."""
     found = {t: 0 for t in ("none", *thresholds)}
     stray = {t: 0 for t in ("none", *thresholds)}
+    total = 0
     for img, plates in scenes:
+        total += len(plates)
         boxes = det.detect(img)
         unsure = [d for d in boxes if d.confidence < verify_below]
         p = dict(zip(map(id, unsure), verifier.plate_probability(img, [d.box for d in unsure])))
@@ -50,7 +53,7 @@ def tally(det: OnnxPlateDetector, verifier: OnnxPlateVerifier, scenes: list[tupl
             kept = [d.box for d in boxes if t == "none" or p.get(id(d), 1.0) >= t]
             found[t] += sum(any(iou(pl, b) > IOU_MIN for b in kept) for pl in plates)
             stray[t] += sum(not any(iou(pl, b) > IOU_MIN for pl in plates) for b in kept)
-    return {"plates": sum(len(pl) for _, pl in scenes), "found": found, "on_no_plate": stray}
+    return {"plates": total, "found": found, "on_no_plate": stray}
 
 
 def held_out_scenes(data: Path, run: Path, keep: float) -> list[tuple[np.ndarray, list]]:
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify-below", type=float, default=ModelsConfig.detector_verify_below)
     ap.add_argument("--detection-threshold", type=float, default=ModelsConfig.detection_threshold)
     ap.add_argument("--keep", type=float, default=0.98, help="share of the detector's plates a threshold must keep")
-    ap.add_argument("--far-frame", choices=("1080p", "photo"), default="1080p",
+    ap.add_argument("--far-frame", choices=tuple(FAR_FRAMES), default="1080p",
                     help="far plates in a 1920 px wide frame, as a 1080p camera sees them, or in a frame of the "
                          "photo's own size (fewer pixels on the plate; how 0.1.0's threshold was picked)")
     ap.add_argument("--json", type=Path, help="write the table here")
@@ -114,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     print(f"{len(full)} held-out training scenes; detector {det.version} at {args.detection_threshold:g}, "
           f"boxes under {args.verify_below:g} verified; far plates in "
-          + ("1920 px wide frames" if args.far_frame == "1080p" else "frames of each photo's own size")
-          + "; plates found / boxes on no plate")
+          f"{far_frame_words(FAR_FRAMES[args.far_frame])}; plates found / boxes on no plate")
     print("size      plates  none      " + "  ".join(f"{t:<9g}" for t in THRESHOLDS))
     for px in SIZES:
-        scenes = full if not px else shrunk(full, px, FAR_FRAME_WIDTH if args.far_frame == "1080p" else None)
+        # Far scenes are made as they are tallied: a list of 1920 px frames would take gigabytes.
+        scenes = full if not px else shrunk_each(full, px, FAR_FRAMES[args.far_frame])
         r = tally(det, verifier, scenes, args.verify_below, THRESHOLDS)
         results["full" if not px else f"{px:g}px"] = r
         cells = "  ".join(f"{r['found'][t]:>4}/{r['on_no_plate'][t]:<4}" for t in ("none", *THRESHOLDS))

@@ -40,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--widths", type=int, nargs="+", default=[480, 640, 800, 960],
+                    help="detector input widths to time (models.detector_input_width)")
     args = ap.parse_args(argv)
     models = args.models or default_models_dir()
     rng = np.random.default_rng(0)
     frame, _, box = render_still(rng, 1920, 1080)
     print(f"one core = intra_op_threads {args.threads}; frame 1920x1080; median / p95 of {args.repeat} runs")
-    for width in (480, 640, 960):
+    for width in args.widths:
         det = OnnxPlateDetector(load_entry(models, "plate_detector", "detector"), intra_op_threads=args.threads,
                                 input_width=width)
         med, p95 = _time(lambda d=det: d.detect(frame), args.repeat)

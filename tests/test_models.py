@@ -193,7 +193,7 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
               "--synthetic", "16", "--eval-every", "2", "--workers", "1", "--limit", "40",
               "--init-onnx", str(REPO / "models" / "plate_ocr.onnx"), "--scene-crops", "--us-repeat", "2",
               "--teacher", str(TEACHER), "--distill", "1", "--distill-variants", "2", "--vet-with", str(REPO / "models"),
-              "--low-res", "0.5", "--export", str(models / "plate_ocr.onnx"))
+              "--low-res", "0.5", "--anchor", "1", "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "scene crops" in r.stdout and any((tmp_path / "ocr" / "scene_crops").glob("*.png"))
     bank = np.load(tmp_path / "ocr" / "real_bank.npz")
@@ -202,6 +202,7 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
     ocr_record = json.loads((tmp_path / "ocr" / "run.json").read_text())
     assert ocr_record["real_bank"]["teacher_agrees"] > 0.5
     assert ocr_record["vetted"]["pseudo_dropped"] >= 0 and "vetted with" in r.stdout
+    assert ocr_record["anchor"] == {"onnx": str(REPO / "models" / "plate_ocr.onnx"), "weight": 1.0}
     r = alprd("train", "detector", "--data", str(DATA), "--out", str(tmp_path / "det"), "--steps", "2",
               "--batch", "2", "--faces", "4", "--eval-every", "2", "--eval-limit", "3", "--limit", "10",
               "--init-onnx", str(REPO / "models" / "plate_detector.onnx"),
@@ -240,6 +241,30 @@ def test_distill_loss_is_zero_only_where_the_student_agrees_with_the_teacher():
     # A student pulled towards the teacher gets a smaller loss.
     moved = logits * 0.5 + torch.randn(4, 10, 37) * 0.5
     assert distill_loss(moved, teacher, 2.0) < distill_loss(torch.randn(4, 10, 37) * 2, teacher, 2.0)
+
+
+def test_the_anchor_pulls_only_the_kept_crops_towards_the_warm_start():
+    """--anchor: the loss is nil while the student reads as the frozen warm start does, grows as it
+    moves away, and counts only the crops `keep` marks (not those --low-res shrank)."""
+    torch = pytest.importorskip("torch")
+    from alprd.training.train_ocr import anchor_loss, distill_loss, make_net
+
+    torch.manual_seed(0)
+    anchor, moved = make_net("attn").eval(), make_net("attn").eval()
+    x = torch.rand(6, 1, 64, 128) * 255
+    keep = torch.tensor([True, True, True, False, False, False])
+    assert anchor_loss(anchor, x, anchor(x), keep, 2.0).item() == pytest.approx(0.0, abs=1e-4)
+    logits = moved(x)
+    pulled = anchor_loss(anchor, x, logits, keep, 2.0)
+    assert pulled.item() > 1e-3 and pulled.requires_grad
+    assert pulled.item() == pytest.approx(distill_loss(logits[:3], torch.softmax(anchor(x[:3]), -1), 2.0).item())
+    assert anchor_loss(anchor, x, logits, torch.zeros(6, dtype=torch.bool), 2.0).item() == 0.0
+
+
+def test_the_anchor_needs_a_warm_start(tmp_path):
+    r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2",
+              "--anchor", "1", "--limit", "4")
+    assert r.returncode != 0 and "--anchor 1.0: needs --init-onnx" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_distill_needs_a_teacher(tmp_path):

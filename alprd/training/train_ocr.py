@@ -469,6 +469,17 @@ def distill_loss(logits: torch.Tensor, soft: torch.Tensor, temperature: float) -
     return kl * temperature**2
 
 
+def anchor_loss(anchor: nn.Module, x: torch.Tensor, logits: torch.Tensor, keep: torch.Tensor,
+                temperature: float) -> torch.Tensor:
+    """How far the student's readings (`logits` of batch `x`) have moved from the frozen `anchor`'s,
+    on the crops `keep` marks (distill_loss against the anchor's probabilities); 0 if none."""
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    with torch.no_grad():
+        soft = torch.softmax(anchor(x[keep]), -1)
+    return distill_loss(logits[keep], soft, temperature)
+
+
 def evaluate(net: nn.Module, samples: list[tuple[np.ndarray, str]]) -> float:
     if not samples:
         return float("nan")
@@ -536,6 +547,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--low-res", type=float, default=0.0, metavar="SHARE",
                     help="share of the training crops shrunk to a far plate's 24-64 px width and enlarged "
                          "back, as the unit reads plates 40-60 px wide in a 1080p frame")
+    ap.add_argument("--anchor", type=float, default=0.0, metavar="WEIGHT",
+                    help="with --init-onnx: weight of a pull towards that reader's own soft readings of each "
+                         "batch (its crops not shrunk by --low-res), so a continuation keeps what the warm "
+                         "start reads while it learns the new crops (0 = off)")
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
     ap.add_argument("--head", choices=HEADS, default="attn",
@@ -548,6 +563,11 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--distill: needs --teacher and a slot head, slots or attn (the teacher reads in slots)")
     if args.frame_with and args.distill:
         raise UserError("--frame-with: not with --distill, whose jittered copies are made once, unframed")
+    if args.anchor and (not args.init_onnx or args.head == "ctc"):
+        raise UserError(f"--anchor {args.anchor}: needs --init-onnx (the reader to stay near) and a slot head, "
+                        "slots or attn")
+    if args.anchor < 0:
+        raise UserError(f"--anchor {args.anchor}: give a weight of 0 or more")
     if not 0 <= args.low_res <= 1:
         raise UserError(f"--low-res {args.low_res}: give a share of the training crops, 0..1")
     if not 0 <= args.frame_share <= 1:
@@ -658,6 +678,12 @@ def main(argv: list[str] | None = None) -> int:
         m = {k: evaluate(net, v) for k, v in dev.items()}
         print(f"warm start from {args.init_onnx}: {m}", flush=True)
         rec.set("init_onnx", {"path": str(args.init_onnx), "dev": m})
+    anchor = None
+    if args.anchor:  # the warm start itself, frozen; rebuilt from the ONNX when a run resumes
+        anchor = make_net(args.head)
+        init_from_onnx(anchor, args.head, args.init_onnx, torch.from_numpy(ocr_input(list(syn_img[:256]), H, W)))
+        anchor.eval()
+        rec.set("anchor", {"onnx": str(args.init_onnx), "weight": args.anchor})
     ema = MovingAverage(net, args.ema, ck)  # ema.kept: what is evaluated, kept as best.pt and exported
     rng = np.random.default_rng(step)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
@@ -679,8 +705,10 @@ def main(argv: list[str] | None = None) -> int:
                 framed = framing is not None and tight and rng.random() < args.frame_share
                 imgs.append(jitter_crop(rng, img, framing if framed else None))
                 labs.append(encode(text))
+        shrunk = np.zeros(len(imgs), bool)
         if args.low_res:
-            imgs = [low_res(rng, im) if rng.random() < args.low_res else im for im in imgs]
+            shrunk = rng.random(len(imgs)) < args.low_res
+            imgs = [low_res(rng, im) if s else im for im, s in zip(imgs, shrunk)]
         x = torch.from_numpy(ocr_input(imgs, H, W))
         y = torch.from_numpy(np.stack(labs))
         logits = net(x)
@@ -698,6 +726,11 @@ def main(argv: list[str] | None = None) -> int:
                     soft = torch.from_numpy(bank_soft[keep])
                     student = logits[n_syn:][torch.from_numpy(bank_agree[bi])]
                     loss = loss + args.distill * distill_loss(student, soft, args.distill_temperature)
+        if anchor is not None:
+            # Only on the crops the warm start was trained for: on far pixels its readings are what
+            # the run is there to improve.
+            keep = torch.from_numpy(~shrunk)
+            loss = loss + args.anchor * anchor_loss(anchor, x, logits, keep, args.distill_temperature)
         take_step(loss, net, opt, sched, ema)
         step += 1
         if step % 50 == 0:

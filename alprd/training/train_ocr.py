@@ -706,9 +706,11 @@ def main(argv: list[str] | None = None) -> int:
                 imgs.append(jitter_crop(rng, img, framing if framed else None))
                 labs.append(encode(text))
         shrunk = np.zeros(len(imgs), bool)
-        if args.low_res:
-            shrunk = rng.random(len(imgs)) < args.low_res
-            imgs = [low_res(rng, im) if s else im for im, s in zip(imgs, shrunk)]
+        if args.low_res:  # one draw per crop, then its shrinking: the order runs before --anchor drew in
+            for k, im in enumerate(imgs):
+                if rng.random() < args.low_res:
+                    shrunk[k] = True
+                    imgs[k] = low_res(rng, im)
         x = torch.from_numpy(ocr_input(imgs, H, W))
         y = torch.from_numpy(np.stack(labs))
         logits = net(x)

@@ -211,10 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--live-only", type=Path, default=None, help=argparse.SUPPRESS)  # VIDEO: the live figure alone
     ap.add_argument("--only", default="", help="comma-separated: 1080p30,720p30,test")
     ap.add_argument("--keep", type=Path, default=None, help="render the videos here and keep them")
+    ap.add_argument("--input-width", type=int, default=ModelsConfig.detector_input_width,
+                    help="models.detector_input_width (config/pole.yaml: 800)")
     args = ap.parse_args(argv)
     from alprd.synth.video import write_traffic_video
 
-    models = ModelsConfig(dir=str(args.models) if args.models else "")
+    if args.input_width % 32 or not 160 <= args.input_width <= 2048:
+        ap.error(f"--input-width {args.input_width}: must be a multiple of 32 between 160 and 2048")
+    models = ModelsConfig(dir=str(args.models) if args.models else "", detector_input_width=args.input_width)
     rec = Recognizer.from_config(models)
     if args.live_only:
         live_latency(args.live_only, rec, args.live_seconds, args.live_only.parent)
@@ -241,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         import subprocess
 
         cmd = [sys.executable, "-m", "alprd.benchmarks.throughput", "--live-only", str(work / "1080p30.mp4"),
-               "--live-seconds", str(args.live_seconds)] + (["--models", str(args.models)] if args.models else [])
+               "--live-seconds", str(args.live_seconds), "--input-width", str(args.input_width)] + (
+                   ["--models", str(args.models)] if args.models else [])
         sys.stdout.flush()
         subprocess.run(cmd, check=False, stdout=None)
     print("\nsummary:")

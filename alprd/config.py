@@ -19,6 +19,13 @@ import yaml
 from alprd.errors import ConfigError
 
 SOURCE_KINDS = ("auto", "file", "images", "rtsp", "http", "usb")
+# The detector's input width (models.detector_input_width and the tools' --input-width): the
+# network wants multiples of 32, and outside this range it is either blind or slower than a frame.
+INPUT_WIDTH_RULE = "a multiple of 32 between 160 and 2048"
+
+
+def is_input_width(width: int) -> bool:
+    return width % 32 == 0 and 160 <= width <= 2048
 
 
 @dataclass(frozen=True)
@@ -409,8 +416,8 @@ def validate(cfg: Config, base: Path) -> None:
             raise ConfigError("mqtt.tls: cert_file and key_file go together; set both or neither")
     if cfg.workers < 1 or cfg.workers > 64:
         raise ConfigError(f"workers: {cfg.workers} must be between 1 and 64")
-    if cfg.models.detector_input_width % 32 or not 160 <= cfg.models.detector_input_width <= 2048:
-        raise ConfigError(f"models.detector_input_width: {cfg.models.detector_input_width} must be a multiple of 32 between 160 and 2048")
+    if not is_input_width(cfg.models.detector_input_width):
+        raise ConfigError(f"models.detector_input_width: {cfg.models.detector_input_width} must be {INPUT_WIDTH_RULE}")
     for key in ("detection_threshold", "detector_recheck_above", "detector_verify_below", "min_read_confidence",
                 "reread_below"):
         v = getattr(cfg.models, key)

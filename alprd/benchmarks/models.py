@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alprd.config import ModelsConfig
+from alprd.config import INPUT_WIDTH_RULE, ModelsConfig, is_input_width
 from alprd.recognition.manifest import default_models_dir, load_entry, load_optional_entry
 from alprd.recognition.onnx_models import (
     RECHECK_WINDOW,
@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--widths", type=int, nargs="+", default=[480, 640, 800, 960],
                     help="detector input widths to time (models.detector_input_width)")
     args = ap.parse_args(argv)
-    bad = [w for w in args.widths if w % 32 or not 160 <= w <= 2048]
+    bad = [w for w in args.widths if not is_input_width(w)]
     if bad:
-        ap.error(f"--widths {' '.join(map(str, bad))}: each must be a multiple of 32 between 160 and 2048")
+        ap.error(f"--widths {' '.join(map(str, bad))}: each must be {INPUT_WIDTH_RULE}")
     models = args.models or default_models_dir()
     rng = np.random.default_rng(0)
     frame, _, box = render_still(rng, 1920, 1080)

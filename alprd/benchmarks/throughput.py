@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from alprd.bench.runner import run_bench
-from alprd.config import CameraConfig, Config, ModelsConfig, MotionConfig
+from alprd.config import INPUT_WIDTH_RULE, CameraConfig, Config, ModelsConfig, MotionConfig, is_input_width
 from alprd.recognition.recognizer import Recognizer, Timings
 
 
@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from alprd.synth.video import write_traffic_video
 
-    if args.input_width % 32 or not 160 <= args.input_width <= 2048:
-        ap.error(f"--input-width {args.input_width}: must be a multiple of 32 between 160 and 2048")
+    if not is_input_width(args.input_width):
+        ap.error(f"--input-width {args.input_width}: must be {INPUT_WIDTH_RULE}")
     models = ModelsConfig(dir=str(args.models) if args.models else "", detector_input_width=args.input_width)
     rec = Recognizer.from_config(models)
     if args.live_only:

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from alprd.config import ModelsConfig
+from alprd.config import INPUT_WIDTH_RULE, ModelsConfig, is_input_width
 from alprd.datasets import SceneSample, detection_splits
 from alprd.errors import UserError
 from alprd.evaluate import FAR_FRAMES, IOU_MIN, far_frame_words, shrink_scene
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = tuple(sorted(args.thresholds))
     if not 0.0 <= args.verify_below <= 1.0:
         ap.error(f"--verify-below {args.verify_below}: must be between 0 and 1 (0: no verifier)")
-    if args.input_width % 32 or not 160 <= args.input_width <= 2048:
-        ap.error(f"--input-width {args.input_width}: must be a multiple of 32 between 160 and 2048")
+    if not is_input_width(args.input_width):
+        ap.error(f"--input-width {args.input_width}: must be {INPUT_WIDTH_RULE}")
     dev = detection_splits(args.data)["dev"]
     images = [cv2.imread(str(s.image), cv2.IMREAD_COLOR) for s in dev]
     labels = [[(b.x1, b.y1, b.x2, b.y2) for b in s.boxes] for s in dev]

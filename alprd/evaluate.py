@@ -71,6 +71,39 @@ def far_frame_words(frame_width: int | None) -> str:
     return f"{frame_width} px wide frames" if frame_width else "frames of each photo's own size"
 
 
+@dataclasses.dataclass(frozen=True)
+class _FarLayout:
+    """Where shrink_scene puts a photo: the frame's size, the photo's scale and size in it, its offset."""
+    frame_w: int
+    frame_h: int
+    scale: float  # photo pixels -> frame pixels
+    w: int
+    h: int
+    x: int
+    y: int
+
+
+def _far_layout(w: int, h: int, boxes: list[BoxLabel], plate_px: float, frame_width: int | None) -> _FarLayout:
+    fw = frame_width or w
+    fh = max(1, round(h * fw / w))
+    widest = max((b.x2 - b.x1) * 1920 / w for b in boxes)
+    f = min(1.0, plate_px / max(widest, 1e-6)) * fw / w
+    nw, nh = max(1, round(w * f)), max(1, round(h * f))
+    return _FarLayout(fw, fh, f, nw, nh, (fw - nw) // 2, (fh - nh) // 2)
+
+
+def _moved(boxes: list[BoxLabel], w: int, h: int, at: _FarLayout) -> list[BoxLabel]:
+    return [BoxLabel(b.x1 * at.w / w + at.x, b.y1 * at.h / h + at.y, b.x2 * at.w / w + at.x, b.y2 * at.h / h + at.y,
+                     b.text) for b in boxes]
+
+
+def shrunk_boxes(shape: tuple[int, ...], boxes: list[BoxLabel], plate_px: float,
+                 frame_width: int | None = FAR_FRAME_WIDTH) -> list[BoxLabel]:
+    """The boxes where shrink_scene puts them in a photo of this shape, without making the frame."""
+    h, w = shape[:2]
+    return _moved(boxes, w, h, _far_layout(w, h, boxes, plate_px, frame_width))
+
+
 def shrink_scene(img: np.ndarray, boxes: list[BoxLabel], plate_px: float,
                  frame_width: int | None = FAR_FRAME_WIDTH) -> tuple[np.ndarray, list[BoxLabel]]:
     """The same scene seen from further away: shrunk so its widest plate is `plate_px` wide at
@@ -81,20 +114,13 @@ def shrink_scene(img: np.ndarray, boxes: list[BoxLabel], plate_px: float,
     simulation the project measured before session 22). Real plates, simulated distance: the dev
     sets hold almost no plate under 60 px, and far plates are what a roadside unit misses."""
     h, w = img.shape[:2]
-    fw = frame_width or w
-    fh = max(1, round(h * fw / w))
-    widest = max((b.x2 - b.x1) * 1920 / w for b in boxes)
-    f = min(1.0, plate_px / max(widest, 1e-6)) * fw / w  # photo pixels -> frame pixels
-    nw, nh = max(1, round(w * f)), max(1, round(h * f))
-    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    at = _far_layout(w, h, boxes, plate_px, frame_width)
+    small = cv2.resize(img, (at.w, at.h), interpolation=cv2.INTER_AREA if at.scale < 1 else cv2.INTER_LINEAR)
     canvas = cv2.GaussianBlur(img, (0, 0), 12)
-    if (fw, fh) != (w, h):
-        canvas = cv2.resize(canvas, (fw, fh), interpolation=cv2.INTER_LINEAR)
-    ox, oy = (fw - nw) // 2, (fh - nh) // 2
-    canvas[oy:oy + nh, ox:ox + nw] = small
-    moved = [BoxLabel(b.x1 * nw / w + ox, b.y1 * nh / h + oy, b.x2 * nw / w + ox, b.y2 * nh / h + oy, b.text)
-             for b in boxes]
-    return canvas, moved
+    if (at.frame_w, at.frame_h) != (w, h):
+        canvas = cv2.resize(canvas, (at.frame_w, at.frame_h), interpolation=cv2.INTER_LINEAR)
+    canvas[at.y:at.y + at.h, at.x:at.x + at.w] = small
+    return canvas, _moved(boxes, w, h, at)
 
 
 def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | None = None) -> dict:

@@ -140,7 +140,7 @@ def test_far_scenes_are_1080p_frames_with_the_plate_that_wide(stills):
     frame, so the plate has PX pixels as in a 1080p camera's frame, not PX at 1920 scale of a
     smaller photo (the simulation before session 22, still there with frame_width=None)."""
     from alprd.datasets import BoxLabel
-    from alprd.evaluate import shrink_scene
+    from alprd.evaluate import shrink_scene, shrunk_boxes
 
     path, text, box = stills[0]
     photo = cv2.resize(cv2.imread(str(path)), (640, 360), interpolation=cv2.INTER_AREA)  # a small photo
@@ -161,6 +161,8 @@ def test_far_scenes_are_1080p_frames_with_the_plate_that_wide(stills):
     # The old simulation: the photo's own size, the plate 50 px only at 1920 scale (a third as many pixels).
     small, (old,) = shrink_scene(photo, [plate], 50, None)
     assert small.shape == photo.shape
+    # The boxes alone (detector_report's labels) are where the frames put them.
+    assert shrunk_boxes(photo.shape, [plate], 50) == [moved] and shrunk_boxes(photo.shape, [plate], 50, None) == [old]
     assert (old.x2 - old.x1) * 1920 / 640 == pytest.approx(50, abs=1)
     # A plate already under PX is not blown up past its own 1920 scale width.
     _, (near,) = shrink_scene(photo, [plate], widest_1080 + 40)

@@ -31,7 +31,7 @@ import numpy as np
 from alprd.config import INPUT_WIDTH_RULE, ModelsConfig, is_input_width
 from alprd.datasets import SceneSample, detection_splits
 from alprd.errors import UserError
-from alprd.evaluate import FAR_FRAMES, IOU_MIN, far_frame_words, shrink_scene
+from alprd.evaluate import FAR_FRAMES, IOU_MIN, far_frame_words, shrink_scene, shrunk_boxes
 from alprd.recognition.manifest import load_entry, load_optional_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     def far_images(px: float):  # made as scored: a set of 1920 px frames would take gigabytes
         return (shrink_scene(img, boxes, px, frame_width)[0] for img, boxes in with_plates)
 
-    far_sets = {px: [[(b.x1, b.y1, b.x2, b.y2) for b in shrink_scene(img, boxes, px, frame_width)[1]]
+    far_sets = {px: [[(b.x1, b.y1, b.x2, b.y2) for b in shrunk_boxes(img.shape, boxes, px, frame_width)]
                      for img, boxes in with_plates] for px in args.far}
     report = {"scenes": len(dev), "boxes": sum(map(len, labels)), "unlabelled_set_aside": sum(map(len, ignore)),
               "far_frame": args.far_frame, "models": {}}

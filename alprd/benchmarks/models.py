@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--threads {args.threads}: must be 1 or more")
     models = args.models or default_models_dir()
     # OpenCV parallelises a resize over every core unless told otherwise: shrinking a 1080p frame to
-    # 800 px takes 4.4 ms on two threads and 7.1 ms on one, so "one core" must hold for it too.
+    # 800 px took 4.4 ms on two threads and 7.1 ms on one (a 2-core Xeon), so "one core" must hold
+    # for it too.
     cv2.setNumThreads(args.threads)
     rng = np.random.default_rng(0)
     frame, _, box = render_still(rng, 1920, 1080)

@@ -1,4 +1,40 @@
-"""The unit's configuration (being split by section; see loader)."""
+"""The unit's configuration: YAML loaded into typed, frozen objects and validated at load.
 
-from alprd.config.loader import *  # noqa: F403
-from alprd.config.loader import _build  # noqa: F401
+One module per section, each with the checks on its own fields; the loader builds and checks the
+whole. Everything is importable from here, as it was when this was one module."""
+
+from alprd.config.cameras import SOURCE_KINDS, CameraConfig, MotionConfig
+from alprd.config.gps import SERIAL_BAUDS, GpsConfig, LocationConfig
+from alprd.config.loader import _build, build, load_config, resolve_paths
+from alprd.config.models import INPUT_WIDTH_RULE, ModelsConfig, is_input_width
+from alprd.config.mqtt import MqttConfig, TlsConfig
+from alprd.config.reads import FormatsConfig, HotlistConfig, TrackingConfig
+from alprd.config.storage import PrivacyConfig, RetentionConfig, SpoolConfig
+from alprd.config.unit import Config, LoggingConfig, validate
+
+__all__ = [
+    "INPUT_WIDTH_RULE",
+    "SERIAL_BAUDS",
+    "SOURCE_KINDS",
+    "CameraConfig",
+    "Config",
+    "FormatsConfig",
+    "GpsConfig",
+    "HotlistConfig",
+    "LocationConfig",
+    "LoggingConfig",
+    "ModelsConfig",
+    "MotionConfig",
+    "MqttConfig",
+    "PrivacyConfig",
+    "RetentionConfig",
+    "SpoolConfig",
+    "TlsConfig",
+    "TrackingConfig",
+    "_build",
+    "build",
+    "is_input_width",
+    "load_config",
+    "resolve_paths",
+    "validate",
+]

@@ -144,9 +144,9 @@ def test_warm_start_reproduces_the_shipped_models(tmp_path):
     unnamed MatMuls are found again, so each net computes the same thing as its ONNX."""
     torch = pytest.importorskip("torch")
     from alprd.recognition.preprocess import ocr_input
-    from alprd.training.common import save_checkpoint, warm_start
-    from alprd.training.nets import PlateDetectorExport, PlateDetectorNet
-    from alprd.training.train_ocr import H, W, _render_one, export_ocr, make_net
+    from alprd_train.common import save_checkpoint, warm_start
+    from alprd_train.nets import PlateDetectorExport, PlateDetectorNet
+    from alprd_train.train_ocr import H, W, _render_one, export_ocr, make_net
 
     x = ocr_input([_render_one((seed, 0.0))[0] for seed in range(8)], H, W)  # synthetic plates
     shipped = ort.InferenceSession(str(REPO / "models" / "plate_ocr.onnx")).run(None, {"image": x})[0]
@@ -220,7 +220,7 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
     sess = ort.InferenceSession(str(models / "plate_ocr.onnx"))
     probs = sess.run(None, {"image": np.zeros((3, 1, 64, 128), np.float32)})[0]
     assert probs.shape == (3, 10, 37) and np.allclose(probs.sum(-1), 1, atol=1e-4)
-    subprocess.run([sys.executable, "-m", "alprd.training.manifest_tool", str(models), "--version", "0.0.9"],
+    subprocess.run([sys.executable, "-m", "alprd_train.manifest_tool", str(models), "--version", "0.0.9"],
                    check=True, capture_output=True)
     det = OnnxPlateDetector(load_entry(models, "plate_detector", "detector"))
     ocr = OnnxPlateOCR(load_entry(models, "plate_ocr", "ocr"))
@@ -232,7 +232,7 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
 
 def test_distill_loss_is_zero_only_where_the_student_agrees_with_the_teacher():
     torch = pytest.importorskip("torch")
-    from alprd.training.train_ocr import distill_loss
+    from alprd_train.train_ocr import distill_loss
 
     logits = torch.randn(4, 10, 37)
     teacher = torch.softmax(logits, -1).half()
@@ -247,7 +247,7 @@ def test_the_anchor_pulls_only_the_kept_crops_towards_the_warm_start():
     """--anchor: the loss is nil while the student reads as the frozen warm start does, grows as it
     moves away, and counts only the crops `keep` marks (not those --low-res shrank)."""
     torch = pytest.importorskip("torch")
-    from alprd.training.train_ocr import anchor_loss, distill_loss, make_net
+    from alprd_train.train_ocr import anchor_loss, distill_loss, make_net
 
     torch.manual_seed(0)
     anchor, moved = make_net("attn").eval(), make_net("attn").eval()
@@ -320,7 +320,7 @@ def test_a_new_head_starts_from_the_shipped_backbone_and_exports(tmp_path):
     exports a slot-format ONNX that the daemon's reader loads unchanged."""
     torch = pytest.importorskip("torch")
     from alprd.recognition.preprocess import ocr_input
-    from alprd.training.train_ocr import H, W, _render_one, init_from_onnx, make_net
+    from alprd_train.train_ocr import H, W, _render_one, init_from_onnx, make_net
 
     x = torch.from_numpy(ocr_input([_render_one((seed, 0.0))[0] for seed in range(8)], H, W))
     slots, attn = make_net("slots"), make_net("attn")
@@ -350,7 +350,7 @@ def test_a_new_head_starts_from_the_shipped_backbone_and_exports(tmp_path):
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "3", "--limit", "40",
               "--synthetic", "16", "--workers", "1", "--head", "attn")
     assert r.returncode != 0 and "--head slots" in r.stderr and "Traceback" not in r.stderr
-    subprocess.run([sys.executable, "-m", "alprd.training.manifest_tool", str(models), "--version", "0.0.9"],
+    subprocess.run([sys.executable, "-m", "alprd_train.manifest_tool", str(models), "--version", "0.0.9"],
                    check=True, capture_output=True)
     ocr = OnnxPlateOCR(load_entry(models, "plate_ocr", "ocr"))
     assert not ocr.ctc
@@ -364,8 +364,8 @@ def test_a_fine_grid_reader_starts_from_the_coarse_one_and_is_recognised_again(t
     recognised as attn-fine, so a later run continues it whole."""
     torch = pytest.importorskip("torch")
     from alprd.recognition.preprocess import ocr_input
-    from alprd.training.common import save_checkpoint, warm_start
-    from alprd.training.train_ocr import H, W, _render_one, decode, export_ocr, init_from_onnx, make_net, onnx_head
+    from alprd_train.common import save_checkpoint, warm_start
+    from alprd_train.train_ocr import H, W, _render_one, decode, export_ocr, init_from_onnx, make_net, onnx_head
 
     plates = [_render_one((seed, 0.0)) for seed in range(48)]
     x = torch.from_numpy(ocr_input([img for img, _ in plates], H, W))
@@ -404,7 +404,7 @@ def test_vetting_drops_labels_two_readers_argue_against(tmp_path):
     pytest.importorskip("torch")
     from alprd.datasets import CropSample
     from alprd.synth.plates import render_plate
-    from alprd.training.train_ocr import crop_readers, vet_labels
+    from alprd_train.train_ocr import crop_readers, vet_labels
 
     ours, teacher = crop_readers(REPO / "models", None)
     assert teacher is None
@@ -572,14 +572,14 @@ def test_quantize_tool_writes_an_int8_reader_the_manifest_prefers(tmp_path):
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(REPO / "models" / "plate_ocr.onnx", models / "plate_ocr.onnx")
-    r = subprocess.run([sys.executable, "-m", "alprd.training.quantize_ocr", str(models / "plate_ocr.onnx"),
+    r = subprocess.run([sys.executable, "-m", "alprd_train.quantize_ocr", str(models / "plate_ocr.onnx"),
                         str(models / "plate_ocr_int8.onnx"), "--data", str(DATA), "--crops", "24",
                         "--frame-with", str(REPO / "models")], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     ops = {n.op_type for n in onnx.load(str(models / "plate_ocr_int8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert int(np.abs(_image_conv_weights(models / "plate_ocr_int8.onnx").astype(np.int32)).max()) <= 64
-    subprocess.run([sys.executable, "-m", "alprd.training.manifest_tool", str(models), "--version", "0.0.9"],
+    subprocess.run([sys.executable, "-m", "alprd_train.manifest_tool", str(models), "--version", "0.0.9"],
                    check=True, capture_output=True)
     entry = load_entry(models, "plate_ocr", "ocr")
     assert entry.path.name == "plate_ocr_int8.onnx" and entry.quantized_from == "plate_ocr.onnx"
@@ -594,14 +594,14 @@ def test_quantize_tool_writes_an_int8_reader_the_manifest_prefers(tmp_path):
     shutil.copy(REPO / "models" / "plate_ocr_int8.onnx", models / "plate_ocr_int8.onnx")
     with open(models / "plate_ocr.onnx", "ab") as f:
         f.write(b"another float reader")
-    r = subprocess.run([sys.executable, "-m", "alprd.training.manifest_tool", str(models), "--version", "0.0.9"],
+    r = subprocess.run([sys.executable, "-m", "alprd_train.manifest_tool", str(models), "--version", "0.0.9"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "quantized from another float reader" in r.stderr and "Traceback" not in r.stderr
     # A user mistake is one line, not a traceback.
-    r = subprocess.run([sys.executable, "-m", "alprd.training.quantize_ocr", str(tmp_path / "nope.onnx"),
+    r = subprocess.run([sys.executable, "-m", "alprd_train.quantize_ocr", str(tmp_path / "nope.onnx"),
                         str(tmp_path / "out.onnx"), "--data", str(DATA)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "nope.onnx: no such ONNX file" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "alprd.training.quantize_ocr", str(models / "plate_ocr.onnx"),
+    r = subprocess.run([sys.executable, "-m", "alprd_train.quantize_ocr", str(models / "plate_ocr.onnx"),
                         str(tmp_path / "out.onnx"), "--data", str(DATA), "--frame-with", str(tmp_path)],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "--frame-with" in r.stderr and "no manifest.json" in r.stderr, r.stderr[-500:]
@@ -614,7 +614,7 @@ def test_calibration_crops_are_half_framed_as_the_daemon_frames_plates():
     and crop_plate's padding; the first half stay the tight crops, in the same order."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime.quantization")
-    from alprd.training.quantize_ocr import calibration_crops
+    from alprd_train.quantize_ocr import calibration_crops
 
     tight = calibration_crops(DATA, 16)
     mixed = calibration_crops(DATA, 16, frame_with=REPO / "models")
@@ -627,7 +627,7 @@ def test_low_res_crops_have_a_far_plates_pixels(tmp_path):
     """`--low-res`: a crop shrunk to a far plate's 24-64 px and enlarged back keeps its size and its
     coarse shape, loses its fine detail, and a crop already that narrow is left alone."""
     pytest.importorskip("torch")
-    from alprd.training.train_ocr import LOW_RES_PX, low_res
+    from alprd_train.train_ocr import LOW_RES_PX, low_res
 
     rng = np.random.default_rng(2)
     sharp = np.kron(np.random.default_rng(0).integers(0, 2, (18, 36)), np.ones((4, 4))).astype(np.uint8) * 255
@@ -650,7 +650,7 @@ def test_crops_cut_at_the_edge_are_framed_as_the_daemon_frames_plates(tmp_path):
     pytest.importorskip("torch")
     from alprd.datasets import BoxLabel, SceneSample
     from alprd.recognition.preprocess import CROP_PAD_X, CROP_PAD_Y
-    from alprd.training.train_ocr import detector_framing, frame_like_daemon
+    from alprd_train.train_ocr import detector_framing, frame_like_daemon
 
     rng = np.random.default_rng(4)
     scenes = []

@@ -176,7 +176,7 @@ def test_training_smoke_exports_a_verifier_the_detector_runs(tmp_path):
     assert record["evals"] and "on_plates_kept@0.1" in record["evals"][-1]
     r = alprd("train", "verifier", *common, "--steps", "3", "--export", str(models / "plate_verifier.onnx"))
     assert r.returncode == 0 and "resumed at step 2" in r.stdout, r.stderr[-2000:]
-    r = subprocess.run([sys.executable, "-m", "alprd.training.manifest_tool", str(models), "--version", "0.0.9",
+    r = subprocess.run([sys.executable, "-m", "alprd_train.manifest_tool", str(models), "--version", "0.0.9",
                         "--verifier-version", "0.0.1"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     ver = OnnxPlateVerifier(load_entry(models, "plate_verifier", "verifier"))
@@ -185,7 +185,7 @@ def test_training_smoke_exports_a_verifier_the_detector_runs(tmp_path):
     assert len(p) == 2 and all(0.0 <= x <= 1.0 for x in p)
     assert ver.version == "0.0.1" and ver.threshold == 0.1
     # the threshold is picked on the run's held-out training scenes, full size and shrunk
-    r = subprocess.run([sys.executable, "-m", "alprd.training.verifier_threshold", str(models / "plate_verifier.onnx"),
+    r = subprocess.run([sys.executable, "-m", "alprd_train.verifier_threshold", str(models / "plate_verifier.onnx"),
                         "--run", str(tmp_path / "ver"), "--data", str(DATA), "--models", str(REPO / "models")],
                        capture_output=True, text=True, cwd=REPO, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -193,13 +193,13 @@ def test_training_smoke_exports_a_verifier_the_detector_runs(tmp_path):
     assert set(rows) == {"full", "40"} and int(rows["full"][1]) > 0, r.stdout
     assert "highest threshold keeping 98% of the detector's plates at every size:" in r.stdout
     # the picked threshold goes into the manifest, and the unit uses it
-    tool = [sys.executable, "-m", "alprd.training.manifest_tool", str(models), "--version", "0.0.9", "--verifier-version",
+    tool = [sys.executable, "-m", "alprd_train.manifest_tool", str(models), "--version", "0.0.9", "--verifier-version",
             "0.0.1", "--verifier-threshold"]
     assert subprocess.run([*tool, "0.25"], capture_output=True, text=True).returncode == 0
     assert OnnxPlateVerifier(load_entry(models, "plate_verifier", "verifier")).threshold == 0.25
     r = subprocess.run([*tool, "1.5"], capture_output=True, text=True)
     assert r.returncode == 2 and "--verifier-threshold 1.5" in r.stderr and r.stderr.strip().count("\n") == 0
-    r = subprocess.run([sys.executable, "-m", "alprd.training.verifier_threshold", str(models / "plate_verifier.onnx"),
+    r = subprocess.run([sys.executable, "-m", "alprd_train.verifier_threshold", str(models / "plate_verifier.onnx"),
                         "--run", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no mined.json there" in r.stderr, r.stderr
     r = alprd("train", "verifier", *common, "--steps", "3", "--far-p", "2")

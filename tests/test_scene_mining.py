@@ -11,8 +11,8 @@ pytest.importorskip("torch")  # the trainer is in the train extra
 
 from alprd.recognition.preprocess import iou, nms  # noqa: E402
 from alprd.synth.video import render_still  # noqa: E402
-from alprd.training.scene_mining import TeacherDetector, mine_scene  # noqa: E402
-from alprd.training.train_detector import sample  # noqa: E402
+from alprd_train.scene_mining import TeacherDetector, mine_scene  # noqa: E402
+from alprd_train.train_detector import sample  # noqa: E402
 
 TEACHER = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "yolo-v9-t-416-license-plates-end2end1.onnx"
 
@@ -64,7 +64,7 @@ def test_hard_negative_crops_are_centred_on_the_negative():
 def test_far_share_crops_hold_the_plate_at_far_plate_size():
     """--far-share: the crop is centred on a labelled plate shrunk to FAR_PLATE_PX wide, whatever
     size the scene shows it at; with no share, the usual zoom range (mostly larger plates)."""
-    from alprd.training.train_detector import FAR_PLATE_PX
+    from alprd_train.train_detector import FAR_PLATE_PX
 
     scene = np.full((1080, 1920, 3), 90, np.uint8)
     plate = np.array([[900, 600, 1140, 660]], np.float32)  # 240 px wide: a near plate
@@ -96,7 +96,7 @@ def test_teacher_boxes_land_on_the_plate_in_frame_coordinates():
 def test_square_share_crops_centre_on_two_line_plates_and_faces_can_be_two_line():
     """--square-share: crops centred on a labelled square (two-line) plate, which is then always in
     the crop; --two-line-faces: that share of the synthetic faces is drawn two-line."""
-    from alprd.training.train_detector import _render_face, square_plates
+    from alprd_train.train_detector import _render_face, square_plates
 
     scene = np.full((1080, 1920, 3), 90, np.uint8)
     plates = np.array([[100, 100, 340, 160], [1500, 800, 1580, 860]], np.float32)  # long, then square
@@ -117,7 +117,7 @@ def test_square_share_crops_centre_on_two_line_plates_and_faces_can_be_two_line(
 def test_detector_report_sets_unlabelled_plates_aside_but_counts_recall_on_labels():
     from alprd.recognition.manifest import load_entry
     from alprd.recognition.onnx_models import OnnxPlateDetector
-    from alprd.training.detector_report import score
+    from alprd_train.detector_report import score
 
     det = OnnxPlateDetector(load_entry(Path(__file__).resolve().parents[1] / "models", "plate_detector", "detector"))
     frame, _, box = render_still(np.random.default_rng(3), 1280, 720, "us")
@@ -134,7 +134,7 @@ def test_detector_report_sets_unlabelled_plates_aside_but_counts_recall_on_label
 def test_several_mining_detectors_pool_their_detections_once_each(tmp_path):
     """--hard-negatives A B: the detections of both, one box where both fire on the same place, so the
     same detector named twice mines exactly what it mines alone."""
-    from alprd.training.scene_mining import mine
+    from alprd_train.scene_mining import mine
 
     shipped = Path(__file__).resolve().parents[1] / "models" / "plate_detector.onnx"
     rng = np.random.default_rng(4)
@@ -150,7 +150,7 @@ def test_several_mining_detectors_pool_their_detections_once_each(tmp_path):
 def test_detector_report_audit_sets_eye_checked_plates_aside_and_drops_labels_on_no_plate():
     from alprd.recognition.manifest import load_entry
     from alprd.recognition.onnx_models import OnnxPlateDetector
-    from alprd.training.detector_report import score
+    from alprd_train.detector_report import score
 
     det = OnnxPlateDetector(load_entry(Path(__file__).resolve().parents[1] / "models", "plate_detector", "detector"))
     frame, _, box = render_still(np.random.default_rng(3), 1280, 720, "us")
@@ -173,7 +173,7 @@ DATA = TEACHER.parents[1] / "data"
 def test_the_dev_scene_audit_fits_the_labels_and_a_stale_row_is_a_one_line_error(tmp_path):
     from alprd.datasets import detection_splits
     from alprd.errors import UserError
-    from alprd.training.detector_report import BY_EYE, audit_by_eye
+    from alprd_train.detector_report import BY_EYE, audit_by_eye
 
     dev = detection_splits(DATA)["dev"]
     plates, not_plates = audit_by_eye(BY_EYE, DATA, dev)

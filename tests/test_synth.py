@@ -60,7 +60,7 @@ def test_road_european_plates_are_white_with_bucharest_serials_and_drawn_by_name
 
 def test_the_training_bank_without_road_european_plates_is_rendered_as_before():
     """--eu-road 0 must draw the same plates as the banks of earlier runs (the two-field job)."""
-    from alprd.training.train_ocr import _render_one
+    from alprd_train.train_ocr import _render_one
 
     for seed in (1_000_000, 1_000_001, 1_000_002):
         old, new = _render_one((seed, 0.25)), _render_one((seed, 0.25, 0.0))

@@ -19,7 +19,8 @@ from alprd.datasets import CropSample, SceneSample, detection_splits, ocr_splits
 from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, PAD, is_plate_text
 from alprd.recognition.preprocess import crop_plate, iou, ocr_input
-from alprd.training.common import (
+from alprd_train import LABELS
+from alprd_train.common import (
     MovingAverage,
     RunRecord,
     add_ema_argument,
@@ -31,7 +32,7 @@ from alprd.training.common import (
     take_step,
     warm_start,
 )
-from alprd.training.nets import PlateOcrAttnNet, PlateOcrCtcNet, PlateOcrExport, PlateOcrNet, attn_grid
+from alprd_train.nets import PlateOcrAttnNet, PlateOcrCtcNet, PlateOcrExport, PlateOcrNet, attn_grid
 
 H, W, SLOTS = 64, 128, MAX_PLATE_CHARS
 FRAMING_SCENES = 800  # training scenes a detector's box errors are measured on (--frame-with)
@@ -245,7 +246,7 @@ def low_res(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 # A plate read by eye: (image,) for a whole crop, (image, x1, y1, x2, y2) for a box in a scene;
 # the image relative to the data root.
 EyeKey = tuple[str | int, ...]
-READ_BY_EYE = Path(__file__).parent / "labels"
+READ_BY_EYE = LABELS
 EYE_HEADERS = (["image", "x1", "y1", "x2", "y2", "text"], ["image", "text"])
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from alprd.datasets import SceneSample, detection_splits
 from alprd.errors import UserError
 from alprd.recognition.preprocess import decode_centers, iou, letterbox
-from alprd.training.common import (
+from alprd_train.common import (
     MovingAverage,
     RunRecord,
     add_ema_argument,
@@ -30,8 +30,8 @@ from alprd.training.common import (
     take_step,
     warm_start,
 )
-from alprd.training.nets import PlateDetectorExport, PlateDetectorNet
-from alprd.training.scene_mining import SQUARE_ASPECT, is_square, mine
+from alprd_train.nets import PlateDetectorExport, PlateDetectorNet
+from alprd_train.scene_mining import SQUARE_ASPECT, is_square, mine
 
 STRIDE = PlateDetectorNet.stride
 MAX_SIDE = 960

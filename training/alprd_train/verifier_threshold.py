@@ -1,6 +1,6 @@
 """Pick the plate verifier's threshold on the held-out training scenes, as the unit runs it:
 
-    python -m alprd.training.verifier_threshold runs/ver5/plate_verifier.onnx --run runs/ver5
+    python -m alprd_train.verifier_threshold runs/ver5/plate_verifier.onnx --run runs/ver5
 
 The detector (with its second look, at the default threshold) runs on the verifier run's held-out
 training scenes at full size and shrunk as the far rows of `detector_report` are; its boxes scored
@@ -29,9 +29,9 @@ from alprd.evaluate import FAR_FRAMES, IOU_MIN, far_frame_words
 from alprd.recognition.manifest import ModelEntry, load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
-from alprd.training.scene_mining import mine_scene
-from alprd.training.train_detector import shrunk_each
-from alprd.training.train_verifier import held_out
+from alprd_train.scene_mining import mine_scene
+from alprd_train.train_detector import shrunk_each
+from alprd_train.train_verifier import held_out
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 SIZES = (0.0, 60.0, 50.0, 40.0)  # 0: full size; else the widest plate's px at 1920-px scale
@@ -88,7 +88,7 @@ def pick(results: dict[str, dict], thresholds: tuple[float, ...], keep: float) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m alprd.training.verifier_threshold")
+    ap = argparse.ArgumentParser(prog="python -m alprd_train.verifier_threshold")
     ap.add_argument("verifier", type=Path, help="the run's exported verifier ONNX")
     ap.add_argument("--run", type=Path, required=True, help="the `alprd train verifier` run folder (its mined.json)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))

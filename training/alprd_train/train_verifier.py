@@ -21,7 +21,7 @@ own pixels (`verifier_input`). It learns from what the detector does on the trai
 
 A tenth of the training scenes (`held_out`: by a hash of the scene's group, so a Romanian video stays
 on one side) is held out to pick the checkpoint and report how many plates and negatives a threshold
-keeps; `python -m alprd.training.verifier_threshold` picks the threshold there. The dev scenes are
+keeps; `python -m alprd_train.verifier_threshold` picks the threshold there. The dev scenes are
 never seen.
 """
 
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from alprd.datasets import BoxLabel, detection_splits, is_held_out, scene_group
 from alprd.errors import UserError
 from alprd.recognition.preprocess import VERIFIER_SIZE, iou, verifier_input, verifier_window
-from alprd.training.common import (
+from alprd_train.common import (
     MovingAverage,
     RunRecord,
     add_ema_argument,
@@ -51,9 +51,9 @@ from alprd.training.common import (
     resume_run,
     take_step,
 )
-from alprd.training.nets import PlateVerifierExport, PlateVerifierNet
-from alprd.training.scene_mining import mine, mine_scene, mining_detector
-from alprd.training.train_detector import _render_face, load_scene, paste_plate
+from alprd_train.nets import PlateVerifierExport, PlateVerifierNet
+from alprd_train.scene_mining import mine, mine_scene, mining_detector
+from alprd_train.train_detector import _render_face, load_scene, paste_plate
 
 FAR_PX = (10.0, 40.0)  # plate widths a far plate is shrunk to, in the verifier's 96-px window
 BOX_ERROR = (0.07, 0.08)  # the detector's box edges wander by this share of the plate's w, h (one sd)

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+pytest.importorskip("torch")  # the trainers are alprd-train's: pip install -e training
+pytest.importorskip("alprd_train")
 
 from alprd.datasets import ROMANIA_DEV_VIDEOS, detection_splits, ocr_splits, read_ocr_csv, romania_video  # noqa: E402
 from alprd.errors import UserError  # noqa: E402

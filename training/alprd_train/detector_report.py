@@ -36,11 +36,16 @@ from alprd.recognition.manifest import load_entry, load_optional_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
 from alprd_train import EVAL_SETS
-from alprd_train.scene_mining import TeacherDetector, is_square, mine_scene
+from alprd_train.scene_mining import TeacherDetector, mine_scene
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 BY_EYE = EVAL_SETS / "dev_scenes_by_eye.csv"
 VERDICTS = ("plate", "no plate")
+SQUARE_ASPECT = 1.6  # a box narrower than this many heights: a two-line or square plate
+
+
+def is_square(box: tuple[float, ...]) -> bool:
+    return box[2] - box[0] < SQUARE_ASPECT * (box[3] - box[1])
 
 
 def audit_by_eye(path: Path, data: Path, dev: list[SceneSample]) -> tuple[list[list[tuple]], list[list[tuple]]]:

@@ -70,10 +70,11 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str, ve
 
 
 def _ocr_head(ort, path: Path) -> dict:
-    """Slots or CTC, read off the exported graph: [N, 10, 37] is the slot reader, [N, T, 37] with
-    T > 10 the CTC one (its pad character is the blank)."""
-    steps = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()[0].shape[1]
-    return {"decoder": "ctc", "steps": steps} if steps != 10 else {"decoder": "slots", "slots": 10}
+    """The decoder, read off the exported graph: every reader the trainer makes is [N, 10, 37], ten slots."""
+    slots = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()[0].shape[1]
+    if slots != 10:
+        raise UserError(f"{path}: gives {slots} character slots, not the 10 of the readers alprd train makes")
+    return {"decoder": "slots", "slots": 10}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -166,16 +166,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
+    # The trainers are the sibling distribution alprd-train (training/), so that a unit's install
+    # carries no torch; imported only here.
     try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise UserError("training needs the train extra: pip install '.[train]'") from None
-    if args.what == "ocr":
-        from alprd.training.train_ocr import main as train_main
-    elif args.what == "verifier":
-        from alprd.training.train_verifier import main as train_main
-    else:
-        from alprd.training.train_detector import main as train_main
+        if args.what == "ocr":
+            from alprd_train.train_ocr import main as train_main
+        elif args.what == "verifier":
+            from alprd_train.train_verifier import main as train_main
+        else:
+            from alprd_train.train_detector import main as train_main
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ("alprd_train", "torch", "onnx", "PIL"):
+            raise
+        raise UserError(f"alprd train needs alprd-train and torch ({e.name} is not installed): "
+                        "pip install -e training (from the repository's root; it installs torch==2.13.0)") from None
     return train_main(rest)
 
 
@@ -286,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     p.add_argument("-o", "--output", help="write here instead of stdout")
-    p = sub.add_parser("train", help="train a model (needs the train extra)", add_help=False)
+    p = sub.add_parser("train", help="train a model (needs alprd-train: pip install -e training)", add_help=False)
     p.add_argument("what", choices=["ocr", "detector", "verifier"])
     p = sub.add_parser("eval", help="detection and end-to-end accuracy on a labelled dataset")
     p.add_argument("dataset", help="OpenALPR benchmark folder or a detection CSV")

@@ -195,7 +195,7 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-EVAL_SETS = Path(__file__).resolve().parents[1] / "alprd" / "training" / "eval_sets"
+EVAL_SETS = Path(__file__).resolve().parents[1] / "training" / "eval_sets"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

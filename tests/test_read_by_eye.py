@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+pytest.importorskip("torch")  # the trainers are alprd-train's: pip install -e training
+pytest.importorskip("alprd_train")
 
 from alprd.datasets import ROMANIA_DEV_VIDEOS, detection_splits, ocr_splits, read_ocr_csv, romania_video  # noqa: E402
 from alprd.errors import UserError  # noqa: E402
-from alprd.training.train_ocr import READ_BY_EYE, box_key, crop_key, label_blank_crops, read_by_eye, scene_crops  # noqa: E402
+from alprd_train.train_ocr import READ_BY_EYE, box_key, crop_key, label_blank_crops, read_by_eye, scene_crops  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

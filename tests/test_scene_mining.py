@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")  # the trainer is in the train extra
+pytest.importorskip("torch")  # the trainers are alprd-train's: pip install -e training
+pytest.importorskip("alprd_train")
 
-from alprd.recognition.preprocess import iou, nms  # noqa: E402
+from alprd.recognition.preprocess import iou  # noqa: E402
 from alprd.synth.video import render_still  # noqa: E402
-from alprd.training.scene_mining import TeacherDetector, mine_scene  # noqa: E402
-from alprd.training.train_detector import sample  # noqa: E402
+from alprd_train.scene_mining import TeacherDetector, mine_scene  # noqa: E402
+from alprd_train.train_detector import sample  # noqa: E402
 
 TEACHER = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "yolo-v9-t-416-license-plates-end2end1.onnx"
 
@@ -38,11 +39,6 @@ def test_unlabelled_teacher_plates_are_added_and_explained_detections_are_not_ne
     assert m.extra == [] and m.negatives == [student[3]]
 
 
-def test_nms_keeps_the_best_of_overlapping_boxes():
-    boxes = [(0, 0, 10, 10, 0.5), (1, 0, 11, 10, 0.9), (50, 50, 60, 60, 0.3)]
-    assert nms(boxes, 0.5) == [boxes[1], boxes[2]]
-
-
 def test_hard_negative_crops_are_centred_on_the_negative():
     scene = np.full((600, 900, 3), 100, np.uint8)
     scene[400:420, 700:760] = (0, 0, 255)  # the "badge"
@@ -64,7 +60,7 @@ def test_hard_negative_crops_are_centred_on_the_negative():
 def test_far_share_crops_hold_the_plate_at_far_plate_size():
     """--far-share: the crop is centred on a labelled plate shrunk to FAR_PLATE_PX wide, whatever
     size the scene shows it at; with no share, the usual zoom range (mostly larger plates)."""
-    from alprd.training.train_detector import FAR_PLATE_PX
+    from alprd_train.train_detector import FAR_PLATE_PX
 
     scene = np.full((1080, 1920, 3), 90, np.uint8)
     plate = np.array([[900, 600, 1140, 660]], np.float32)  # 240 px wide: a near plate
@@ -93,31 +89,10 @@ def test_teacher_boxes_land_on_the_plate_in_frame_coordinates():
         assert any(iou(b[:4], box) > 0.5 and b[4] > 0.5 for b in found), (w, h, box, found[:3])
 
 
-def test_square_share_crops_centre_on_two_line_plates_and_faces_can_be_two_line():
-    """--square-share: crops centred on a labelled square (two-line) plate, which is then always in
-    the crop; --two-line-faces: that share of the synthetic faces is drawn two-line."""
-    from alprd.training.train_detector import _render_face, square_plates
-
-    scene = np.full((1080, 1920, 3), 90, np.uint8)
-    plates = np.array([[100, 100, 340, 160], [1500, 800, 1580, 860]], np.float32)  # long, then square
-    assert square_plates([(scene, plates)]) == [(0, 1)]
-    square_seen = 0
-    for seed in range(30):
-        _, boxes = sample(np.random.default_rng(seed), [(scene, plates)], [], 320, 0.0,
-                          squares=[(0, 1)], square_p=1.0)
-        square_seen += any(b[2] - b[0] < 1.6 * (b[3] - b[1]) for b in boxes)
-    assert square_seen == 30
-    # faces: long plates are over 3:1, two-line ones under 2:1
-    aspect = [f.shape[1] / f.shape[0] for f in (_render_face(s, two_line_p=1.0) for s in range(12))]
-    assert all(a < 2.0 for a in aspect), aspect
-    usual = [f.shape[1] / f.shape[0] for f in (_render_face(s) for s in range(40))]
-    assert sum(a > 3.0 for a in usual) > 20
-
-
 def test_detector_report_sets_unlabelled_plates_aside_but_counts_recall_on_labels():
     from alprd.recognition.manifest import load_entry
     from alprd.recognition.onnx_models import OnnxPlateDetector
-    from alprd.training.detector_report import score
+    from alprd_train.detector_report import score
 
     det = OnnxPlateDetector(load_entry(Path(__file__).resolve().parents[1] / "models", "plate_detector", "detector"))
     frame, _, box = render_still(np.random.default_rng(3), 1280, 720, "us")
@@ -131,26 +106,25 @@ def test_detector_report_sets_unlabelled_plates_aside_but_counts_recall_on_label
     assert score(det, (f for f in [frame]), [[box]], [[]]) == labelled
 
 
-def test_several_mining_detectors_pool_their_detections_once_each(tmp_path):
-    """--hard-negatives A B: the detections of both, one box where both fire on the same place, so the
-    same detector named twice mines exactly what it mines alone."""
-    from alprd.training.scene_mining import mine
+def test_mining_is_cached_so_a_resumed_run_trains_on_the_same_boxes(tmp_path):
+    """--hard-negatives: the detector's boxes that nothing explains become negatives, mined once; a
+    second run reads them back from the cache and never loads the detector again."""
+    from alprd_train.scene_mining import mine
 
     shipped = Path(__file__).resolve().parents[1] / "models" / "plate_detector.onnx"
     rng = np.random.default_rng(4)
     scenes = [(render_still(rng, 960, 540, layout)[0], np.zeros((0, 4), np.float32)) for layout in ("us", "eu")]
     keys = ["a", "b"]
-    alone = mine(scenes, keys, None, [shipped], tmp_path / "alone.json")
-    twice = mine(scenes, keys, None, [shipped, shipped], tmp_path / "twice.json")
-    assert sum(len(m.negatives) for m in alone) >= 2  # the unlabelled plates, as nothing explains them
-    assert [m.negatives for m in twice] == [m.negatives for m in alone]
-    assert (tmp_path / "twice.json").exists()
+    first = mine(scenes, keys, None, shipped, tmp_path / "mined.json")
+    assert sum(len(m.negatives) for m in first) >= 2  # the unlabelled plates, as nothing explains them
+    again = mine(scenes, keys, None, tmp_path / "no_such_detector.onnx", tmp_path / "mined.json")
+    assert [m.negatives for m in again] == [m.negatives for m in first]
 
 
 def test_detector_report_audit_sets_eye_checked_plates_aside_and_drops_labels_on_no_plate():
     from alprd.recognition.manifest import load_entry
     from alprd.recognition.onnx_models import OnnxPlateDetector
-    from alprd.training.detector_report import score
+    from alprd_train.detector_report import score
 
     det = OnnxPlateDetector(load_entry(Path(__file__).resolve().parents[1] / "models", "plate_detector", "detector"))
     frame, _, box = render_still(np.random.default_rng(3), 1280, 720, "us")
@@ -173,7 +147,7 @@ DATA = TEACHER.parents[1] / "data"
 def test_the_dev_scene_audit_fits_the_labels_and_a_stale_row_is_a_one_line_error(tmp_path):
     from alprd.datasets import detection_splits
     from alprd.errors import UserError
-    from alprd.training.detector_report import BY_EYE, audit_by_eye
+    from alprd_train.detector_report import BY_EYE, audit_by_eye
 
     dev = detection_splits(DATA)["dev"]
     plates, not_plates = audit_by_eye(BY_EYE, DATA, dev)

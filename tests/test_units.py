@@ -144,6 +144,13 @@ def test_iou():
 # --- crop_plate ---------------------------------------------------------------------------------
 
 
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    from alprd.recognition.preprocess import nms
+
+    boxes = [(0, 0, 10, 10, 0.5), (1, 0, 11, 10, 0.9), (50, 50, 60, 60, 0.3)]
+    assert nms(boxes, 0.5) == [boxes[1], boxes[2]]
+
+
 def test_crop_plate_adds_padding_inside_the_frame():
     frame = np.arange(100 * 200 * 3, dtype=np.uint32).reshape(100, 200, 3).astype(np.uint8)
     box = (50, 40, 150, 65)

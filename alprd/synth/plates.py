@@ -308,7 +308,7 @@ def render_us(rng: np.random.Generator, varied: bool = False) -> Plate:
 def render_eu(rng: np.random.Generator, two_line: bool = False, road: bool = False) -> Plate:
     """An EU-band plate. `road`: as European plates look on the road, white (yellow for Dutch ones
     and British rear plates) with black characters, a third of them Romanian, the one European
-    country whose real plates the project can measure (alprd/training/eval_sets)."""
+    country whose real plates the project can measure (training/eval_sets)."""
     patterns = EU_ROAD_PATTERNS if road else EU_PATTERNS
     if road and rng.random() < 0.33:
         country = "RO"

@@ -1,4 +1,4 @@
-"""Quantize the reader to int8: `python -m alprd.training.quantize_ocr FLOAT.onnx INT8.onnx --data DIR`.
+"""Quantize the reader to int8: `python -m alprd_train.quantize_ocr FLOAT.onnx INT8.onnx --data DIR`.
 
 Static quantization (QDQ, per-channel int8 weights, uint8 activations) of the convolutions and
 the attention's matrix products (7-bit weights on the convolution that reads the image, so that no
@@ -22,7 +22,7 @@ import numpy as np
 from alprd.datasets import detection_splits, ocr_splits
 from alprd.errors import UserError
 from alprd.recognition.preprocess import ocr_input
-from alprd.training.train_ocr import FRAMING_SCENES, H, W, detector_framing, frame_like_daemon
+from alprd_train.train_ocr import FRAMING_SCENES, H, W, detector_framing, frame_like_daemon
 
 QUANTIZED_FROM_KEY = "alprd.quantized_from_sha256"
 
@@ -110,7 +110,7 @@ def image_weights(model) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m alprd.training.quantize_ocr")
+    ap = argparse.ArgumentParser(prog="python -m alprd_train.quantize_ocr")
     ap.add_argument("src", type=Path, help="the float reader ONNX (models/plate_ocr.onnx)")
     ap.add_argument("dst", type=Path, help="where the int8 reader goes (models/plate_ocr_int8.onnx)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))

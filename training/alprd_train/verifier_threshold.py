@@ -1,9 +1,11 @@
 """Pick the plate verifier's threshold on the held-out training scenes, as the unit runs it:
 
-    python -m alprd.training.verifier_threshold runs/ver5/plate_verifier.onnx --run runs/ver5
+    python -m alprd_train.verifier_threshold runs/ver5/plate_verifier.onnx --run runs/ver5
 
 The detector (with its second look, at the default threshold) runs on the verifier run's held-out
-training scenes at full size and shrunk as the far rows of `detector_report` are; its boxes scored
+training scenes at full size and shrunk as the far rows of `detector_report --far-frame photo` are
+(in a frame of the photo's own size, as the shipped verifier's threshold was picked; picked in
+1080p frames it buys 0.01 false positives a scene with a point of recall); its boxes scored
 under `--verify-below` go to the verifier. For each verifier threshold it prints the plates found
 (labelled, and the ones the teacher found that the run also trained on) and the boxes on no plate.
 The threshold to ship is the highest that keeps at least `--keep` of the plates the detector finds
@@ -25,13 +27,13 @@ import numpy as np
 from alprd.config import ModelsConfig
 from alprd.datasets import detection_splits
 from alprd.errors import UserError
-from alprd.evaluate import FAR_FRAMES, IOU_MIN, far_frame_words
+from alprd.evaluate import IOU_MIN
 from alprd.recognition.manifest import ModelEntry, load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
-from alprd.training.scene_mining import mine_scene
-from alprd.training.train_detector import shrunk_each
-from alprd.training.train_verifier import held_out
+from alprd_train.scene_mining import mine_scene
+from alprd_train.train_detector import shrunk_each
+from alprd_train.train_verifier import held_out
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 SIZES = (0.0, 60.0, 50.0, 40.0)  # 0: full size; else the widest plate's px at 1920-px scale
@@ -88,7 +90,7 @@ def pick(results: dict[str, dict], thresholds: tuple[float, ...], keep: float) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m alprd.training.verifier_threshold")
+    ap = argparse.ArgumentParser(prog="python -m alprd_train.verifier_threshold")
     ap.add_argument("verifier", type=Path, help="the run's exported verifier ONNX")
     ap.add_argument("--run", type=Path, required=True, help="the `alprd train verifier` run folder (its mined.json)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -98,9 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify-below", type=float, default=ModelsConfig.detector_verify_below)
     ap.add_argument("--detection-threshold", type=float, default=ModelsConfig.detection_threshold)
     ap.add_argument("--keep", type=float, default=0.98, help="share of the detector's plates a threshold must keep")
-    ap.add_argument("--far-frame", choices=tuple(FAR_FRAMES), default="1080p",
-                    help="far plates in a 1920 px wide frame, as a 1080p camera sees them, or in a frame of the "
-                         "photo's own size (fewer pixels on the plate; how 0.1.0's threshold was picked)")
     ap.add_argument("--json", type=Path, help="write the table here")
     args = ap.parse_args(argv)
     try:
@@ -116,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = {}
     print(f"{len(full)} held-out training scenes; detector {det.version} at {args.detection_threshold:g}, "
-          f"boxes under {args.verify_below:g} verified; far plates in "
-          f"{far_frame_words(FAR_FRAMES[args.far_frame])}; plates found / boxes on no plate")
+          f"boxes under {args.verify_below:g} verified; far plates in frames of each photo's own size; "
+          "plates found / boxes on no plate")
     print("size      plates  none      " + "  ".join(f"{t:<9g}" for t in THRESHOLDS))
     for px in SIZES:
-        # Far scenes are made as they are tallied: a list of 1920 px frames would take gigabytes.
-        scenes = full if not px else shrunk_each(full, px, FAR_FRAMES[args.far_frame])
+        # Far scenes are made as they are tallied (tally reads `scenes` once), not held all at once.
+        scenes = full if not px else shrunk_each(full, px)
         r = tally(det, verifier, scenes, args.verify_below, THRESHOLDS)
         results["full" if not px else f"{px:g}px"] = r
         cells = "  ".join(f"{r['found'][t]:>4}/{r['on_no_plate'][t]:<4}" for t in ("none", *THRESHOLDS))
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"highest threshold keeping {args.keep:.0%} of the detector's plates at every size: "
           f"{best if best is not None else 'none'}")
     if args.json:
-        args.json.write_text(json.dumps({"far_frame": args.far_frame, "results": results, "picked": best},
+        args.json.write_text(json.dumps({"results": results, "picked": best},
                                         indent=2, default=str))
     return 0
 

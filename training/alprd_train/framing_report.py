@@ -5,7 +5,7 @@ is off by several percent either way. Each dev crop is framed as the daemon woul
 errors the folder's own detector makes on the dev scenes, a few draws per crop, and read once and
 as the daemon reads it (a second look from a wider and a tighter box when the first read is unsure).
 
-    python -m alprd.training.framing_report models runs/x/models --data ../shared/data
+    python -m alprd_train.framing_report models runs/x/models --data ../shared/data
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from alprd.config import ModelsConfig
 from alprd.datasets import detection_splits, ocr_splits
 from alprd.recognition.preprocess import crop_plate
 from alprd.recognition.recognizer import Recognizer, Timings
-from alprd.training.common import load_image
-from alprd.training.train_ocr import bordered, daemon_box, detector_framing
+from alprd_train.common import load_image
+from alprd_train.train_ocr import bordered, daemon_box, detector_framing
 
 
 def framed_accuracy(models: Path, data: Path, draws: int = 4, seed: int = 5) -> dict[str, float]:
@@ -51,7 +51,7 @@ def framed_accuracy(models: Path, data: Path, draws: int = 4, seed: int = 5) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m alprd.training.framing_report")
+    ap = argparse.ArgumentParser(prog="python -m alprd_train.framing_report")
     ap.add_argument("models", type=Path, nargs="+", help="models folders (detector and reader)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--draws", type=int, default=4, help="framings per dev crop")

@@ -13,15 +13,11 @@ own pixels (`verifier_input`). It learns from what the detector does on the trai
   detector is trained on them: the plate styles the real scenes lack, and the plates of the synthetic
   traffic video the tests and the README's demo run on;
 - not plates: the detector's boxes that neither the labels nor the teacher explain (the same
-  mining as the detector's hard negatives), and random places of the scenes away from any plate;
-- with `--far-scenes`, each training scene also shrunk so its plates are 40-70 px wide at 1080p
-  scale (as `alprd eval --shrink-to` makes far plates), with the detector's own boxes there as plates
-  and not plates: the verifier then learns how the detector frames far plates and what it takes for
-  one, rather than only far-looking crops of near plates.
+  mining as the detector's hard negatives), and random places of the scenes away from any plate.
 
 A tenth of the training scenes (`held_out`: by a hash of the scene's group, so a Romanian video stays
 on one side) is held out to pick the checkpoint and report how many plates and negatives a threshold
-keeps; `python -m alprd.training.verifier_threshold` picks the threshold there. The dev scenes are
+keeps; `python -m alprd_train.verifier_threshold` picks the threshold there. The dev scenes are
 never seen.
 """
 
@@ -38,10 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alprd.datasets import BoxLabel, detection_splits, is_held_out, scene_group
+from alprd.datasets import detection_splits, is_held_out, scene_group
 from alprd.errors import UserError
 from alprd.recognition.preprocess import VERIFIER_SIZE, iou, verifier_input, verifier_window
-from alprd.training.common import (
+from alprd_train.common import (
     MovingAverage,
     RunRecord,
     add_ema_argument,
@@ -51,14 +47,13 @@ from alprd.training.common import (
     resume_run,
     take_step,
 )
-from alprd.training.nets import PlateVerifierExport, PlateVerifierNet
-from alprd.training.scene_mining import mine, mine_scene, mining_detector
-from alprd.training.train_detector import _render_face, load_scene, paste_plate
+from alprd_train.nets import PlateVerifierExport, PlateVerifierNet
+from alprd_train.scene_mining import mine, mine_scene
+from alprd_train.train_detector import _render_face, load_scene, paste_plate
 
 FAR_PX = (10.0, 40.0)  # plate widths a far plate is shrunk to, in the verifier's 96-px window
 BOX_ERROR = (0.07, 0.08)  # the detector's box edges wander by this share of the plate's w, h (one sd)
 REPORT_THRESHOLDS = (0.1, 0.3, 0.5)
-FAR_SCENE_PX = (40.0, 70.0)  # --far-scenes: the widest plate of each shrunk copy, at 1920 px scale
 
 Sample = tuple[int, tuple[float, float, float, float]]  # scene index, box
 
@@ -193,30 +188,6 @@ def _background_box(rng: np.random.Generator, img: np.ndarray, labels: np.ndarra
     return box
 
 
-def far_copies(scenes: list[tuple[np.ndarray, np.ndarray]], mined: list[dict], detector: Path, keep: float,
-               seed: int = 5) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[dict], list[int]]:
-    """Each scene with a plate shrunk into a blurred copy of itself (alprd.evaluate.shrink_scene) so
-    its widest plate is FAR_SCENE_PX wide at 1920 px scale, its labels and teacher plates moved with
-    it and the detector's boxes there mined afresh; with the index of the scene each copy came from."""
-    from alprd.evaluate import shrink_scene
-
-    student = mining_detector(detector)
-    rng = np.random.default_rng(seed)
-    out_scenes, out_mined, source = [], [], []
-    for i, ((img, labels), rec) in enumerate(zip(scenes, mined)):
-        teacher = [t for t in rec["teacher"] if t[4] >= keep]
-        boxes = [BoxLabel(*map(float, b), "") for b in labels] + [BoxLabel(*map(float, t[:4]), "") for t in teacher]
-        if not boxes:
-            continue
-        small, moved = shrink_scene(img, boxes, float(rng.uniform(*FAR_SCENE_PX)), None)
-        moved_labels = np.array([[b.x1, b.y1, b.x2, b.y2] for b in moved[:len(labels)]], np.float32).reshape(-1, 4)
-        out_scenes.append((small, moved_labels))
-        out_mined.append({"teacher": [(b.x1, b.y1, b.x2, b.y2, 1.0) for b in moved[len(labels):]],
-                          "student": [(*map(float, d.box), d.confidence) for d in student.detect(small)]})
-        source.append(i)
-    return out_scenes, out_mined, source
-
-
 def evaluate(net: torch.nn.Module, data: VerifierData) -> dict[str, float]:
     """Shares of held-out plates, detector boxes on plates, and detector boxes on no plate that
     each threshold keeps."""
@@ -250,8 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faces", type=int, default=600, help="synthetic plate faces to composite into scenes")
     ap.add_argument("--synthetic-p", type=float, default=0.25, help="share of plates that are synthetic faces")
     ap.add_argument("--workers", type=int, default=1, help="processes rendering the synthetic faces")
-    ap.add_argument("--far-scenes", action="store_true",
-                    help="also learn from each training scene shrunk so its plates are far, with the detector's boxes there")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--export", type=Path, default=None)
@@ -274,19 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     keys = [str(s.image) for s in train]
     t0 = time.time()
     scenes = [load_scene(s) for s in train]
-    mine(scenes, keys, args.teacher_detector, [args.detector], args.out / "mined.json", args.teacher_keep)
+    mine(scenes, keys, args.teacher_detector, args.detector, args.out / "mined.json", args.teacher_keep)
     cache = json.loads((args.out / "mined.json").read_text())
     mined = [cache[k] for k in keys]
-    source: list[int] = []
-    if args.far_scenes:  # copies of held-out scenes stay held out
-        far_scenes, far_mined, source = far_copies(scenes, mined, args.detector, args.teacher_keep)
-        scenes, mined, keys = scenes + far_scenes, mined + far_mined, keys + [keys[i] for i in source]
     data = VerifierData(scenes, mined, args.teacher_keep)
     if args.synthetic_p > 0 and args.faces > 0:
         with Pool(args.workers) as pool:
             data.faces = pool.map(_render_face, range(3_000_000, 3_000_000 + args.faces), chunksize=16)
-    held = [held_out(s.image, args.data) for s in train]
-    val = np.array(held + [held[i] for i in source])
+    val = np.array([held_out(s.image, args.data) for s in train])
     fit, check = data.subset(~val), data.subset(val)
     if not fit.plates or not fit.negatives:
         raise UserError(f"--data {args.data}: the detector found no false positives or no plates in "
@@ -294,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     if not check.plates:
         raise UserError(f"--data {args.data}: none of the {len(train)} training scenes' plates is held out "
                         "to pick the checkpoint with; use more scenes (--limit)")
-    rec.set("data", {"scenes": len(train), "far_copies": len(source), "held_out_scenes": int(val[:len(train)].sum()),
+    rec.set("data", {"scenes": len(train), "held_out_scenes": int(val.sum()),
                      "train": fit.counts(), "held_out": check.counts()})
     print(f"{len(train)} scenes mined in {time.time() - t0:.0f}s: train {fit.counts()}, held out {check.counts()}",
           flush=True)

@@ -19,12 +19,6 @@ import onnxruntime as ort
 
 from alprd.recognition.preprocess import iou, letterbox, nms
 
-SQUARE_ASPECT = 1.6  # a box narrower than this many heights: a two-line or square plate
-
-
-def is_square(box: Sequence[float]) -> bool:
-    return box[2] - box[0] < SQUARE_ASPECT * (box[3] - box[1])
-
 Box = tuple[float, float, float, float, float]  # x1, y1, x2, y2, score
 
 
@@ -78,19 +72,18 @@ def mine_scene(labels: np.ndarray, teacher: list[Box], student: list[Box], keep:
 
 
 def mine(scenes: list[tuple[np.ndarray, np.ndarray]], keys: list[str], teacher_path: Path | None,
-         student_paths: Sequence[Path], cache: Path, keep: float = 0.5) -> list[MinedScene]:
+         student_path: Path | None, cache: Path, keep: float = 0.5) -> list[MinedScene]:
     """Mine every scene once; the result is cached in `cache` (keyed by image) so a resumed run
-    trains on the same boxes. Several student detectors (say, this round's and the last round's)
-    pool their detections, so a run trains on the mistakes of both."""
+    trains on the same boxes."""
     stored = json.loads(cache.read_text()) if cache.exists() else {}
     todo = [i for i, k in enumerate(keys) if k not in stored]
     if todo:
         teacher = TeacherDetector(teacher_path) if teacher_path else None
-        students = [mining_detector(p) for p in student_paths]
+        student = mining_detector(student_path) if student_path else None
         for i in todo:
             img = scenes[i][0]
             t = teacher.detect(img) if teacher else []
-            s = nms([(*map(float, d.box), d.confidence) for st in students for d in st.detect(img)], 0.5)
+            s = nms([(*map(float, d.box), d.confidence) for d in student.detect(img)], 0.5) if student else []
             stored[keys[i]] = {"teacher": t, "student": s}
         cache.write_text(json.dumps(stored))
     out = []

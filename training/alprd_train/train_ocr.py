@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import time
 from collections.abc import Callable
 from multiprocessing import Pool
@@ -19,7 +18,8 @@ from alprd.datasets import CropSample, SceneSample, detection_splits, ocr_splits
 from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, PAD, is_plate_text
 from alprd.recognition.preprocess import crop_plate, iou, ocr_input
-from alprd.training.common import (
+from alprd_train import LABELS
+from alprd_train.common import (
     MovingAverage,
     RunRecord,
     add_ema_argument,
@@ -31,7 +31,7 @@ from alprd.training.common import (
     take_step,
     warm_start,
 )
-from alprd.training.nets import PlateOcrAttnNet, PlateOcrCtcNet, PlateOcrExport, PlateOcrNet, attn_grid
+from alprd_train.nets import PlateOcrAttnNet, PlateOcrExport, PlateOcrNet
 
 H, W, SLOTS = 64, 128, MAX_PLATE_CHARS
 FRAMING_SCENES = 800  # training scenes a detector's box errors are measured on (--frame-with)
@@ -47,80 +47,34 @@ def decode(idx: np.ndarray) -> str:
     return "".join(CHARS[i] for i in idx if CHARS[i] != PAD)
 
 
-def ctc_decode(idx: np.ndarray) -> str:
-    """Greedy CTC: collapse repeats, drop blanks (PAD is the blank)."""
-    out, prev = [], -1
-    for i in idx:
-        if i != prev and CHARS[i] != PAD:
-            out.append(CHARS[i])
-        prev = i
-    return "".join(out)
-
-
-HEADS = ("ctc", "slots", "attn", "attn-fine")
+# slots: the fixed-slot reader of readers 0.1.0-0.3.0, whose backbone reader 0.4.0 started from;
+# attn: slots read out by attention, every shipped reader since 0.4.0.
+HEADS = ("slots", "attn")
 
 
 def make_net(head: str) -> nn.Module:
-    if head == "ctc":
-        return PlateOcrCtcNet(len(CHARS), H, W)
-    if head in ("attn", "attn-fine"):
-        return PlateOcrAttnNet(SLOTS, len(CHARS), H, W, fine=head == "attn-fine")
+    if head == "attn":
+        return PlateOcrAttnNet(SLOTS, len(CHARS), H, W)
     return PlateOcrNet(SLOTS, len(CHARS), H, W)
 
 
 def onnx_head(onnx_path: Path) -> str:
-    """Which head a shipped reader has: the attention reader's learned query tokens keep their name,
-    and its position embedding's length tells the fine token grid from the coarse one."""
+    """Which head a shipped reader has: the attention reader's learned query tokens keep their name."""
     import onnx
 
-    shapes = {i.name: tuple(i.dims) for i in onnx.load(str(onnx_path)).graph.initializer}
-    if not any(n.endswith("queries") for n in shapes):
-        return "slots"
-    pos = next((s for n, s in shapes.items() if n.endswith(".pos") or n == "pos"), None)
-    return "attn-fine" if pos and pos[1] == math.prod(attn_grid(H, W, fine=True)) else "attn"
-
-
-def same_head(donor: str, head: str) -> bool:
-    """Whether a reader of head `donor` hands over its head too, not only its backbone."""
-    return donor == head or (donor, head) == ("attn", "attn-fine")
-
-
-def refine_tokens(fine: PlateOcrAttnNet, coarse: PlateOcrAttnNet, calibration: torch.Tensor) -> None:
-    """Give a fine-grid attention reader a coarse one's weights. The convolutions, attention and
-    classifier carry over as they are; each position embedding is stretched over twice the columns.
-    Batch norms keep the coarse reader's affine (which maps their input to what the next layer
-    learned to expect) and re-measure their statistics: without the horizontal pool their inputs
-    differ."""
-    state = coarse.state_dict()
-    rows, cols = coarse.grid
-    pos = state["pos"].reshape(1, rows, cols, -1).permute(0, 3, 1, 2)
-    pos = nn.functional.interpolate(pos, size=fine.grid, mode="bilinear", align_corners=False)
-    state["pos"] = pos.permute(0, 2, 3, 1).reshape(1, fine.grid[0] * fine.grid[1], -1)
-    fine.load_state_dict(state)
-    bns = [m for m in fine.modules() if isinstance(m, nn.BatchNorm2d)]
-    momenta = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # a plain average over the calibration pass
-    with torch.no_grad():
-        fine.train()(calibration)
-    for bn, momentum in zip(bns, momenta):
-        bn.momentum = momentum
+    names = [i.name for i in onnx.load(str(onnx_path)).graph.initializer]
+    return "attn" if any(n.endswith("queries") for n in names) else "slots"
 
 
 def init_from_onnx(net: nn.Module, head: str, onnx_path: Path, calibration: torch.Tensor) -> bool:
-    """Start from a shipped reader: all of it when it has this head (a coarse attention reader's
-    position embedding stretched for a fine one), else its backbone (the two slot heads share one),
-    the head starting new. True when the head is new."""
+    """Start from a shipped reader: all of it when it has this head, else its backbone (the two
+    heads share one), the head starting new. True when the head is new."""
     donor_head = onnx_head(onnx_path)
     if donor_head == head:
         warm_start(net, onnx_path, calibration)
         return False
     donor = make_net(donor_head)
     warm_start(donor, onnx_path, calibration)
-    if same_head(donor_head, head):
-        refine_tokens(net, donor, calibration)
-        return False
     net.features.load_state_dict(donor.features.state_dict())
     return True
 
@@ -227,25 +181,10 @@ def jitter_crop(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray |
     return degrade(rng, out, strength=0.5)
 
 
-# A far plate as the unit reads it: 40-60 px wide in a 1080p frame, cut out and enlarged to the
-# reader's 128 px input. The training crops are plates 70-300 px wide (kept at 144 px) and only lightly blurred.
-LOW_RES_PX = (24, 64)
-
-
-def low_res(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """The crop shrunk to a far plate's width (LOW_RES_PX) and enlarged back to its own size."""
-    h, w = img.shape[:2]
-    tw = int(rng.integers(LOW_RES_PX[0], LOW_RES_PX[1] + 1))
-    if tw >= w:
-        return img
-    small = cv2.resize(img, (tw, max(4, round(h * tw / w))), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
 # A plate read by eye: (image,) for a whole crop, (image, x1, y1, x2, y2) for a box in a scene;
 # the image relative to the data root.
 EyeKey = tuple[str | int, ...]
-READ_BY_EYE = Path(__file__).parent / "labels"
+READ_BY_EYE = LABELS
 EYE_HEADERS = (["image", "x1", "y1", "x2", "y2", "text"], ["image", "text"])
 
 
@@ -336,8 +275,7 @@ def cached_labels(cache: Path, make: Callable[[], list[CropSample]]) -> list[Cro
 
 
 class Teacher:
-    """The teacher OCR run on the student's own grey input (it reads grey crops as well as colour
-    ones: 124/152 US dev crops either way)."""
+    """The teacher OCR (../shared/teachers, training only) that pseudo-labels text-less crops."""
 
     def __init__(self, path: Path):
         import onnxruntime as ort
@@ -353,11 +291,6 @@ class Teacher:
     def read_crop(self, bgr: np.ndarray) -> np.ndarray:
         """One BGR crop of any size -> [10,37] probabilities."""
         return self.read(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (W, H))[None])[0]
-
-    def probs(self, grey: np.ndarray) -> np.ndarray:
-        """grey [N,64,128] uint8 -> [N,10,37] probabilities, as float16 to keep large banks small."""
-        out = [self.read(np.repeat(grey[i:i + 256, ..., None], 3, -1)) for i in range(0, len(grey), 256)]
-        return np.concatenate(out).astype(np.float16)
 
 
 def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
@@ -378,108 +311,6 @@ def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
     return kept
 
 
-Reader = Callable[[CropSample], str | None]
-
-
-def crop_readers(models: Path, teacher: Path | None) -> tuple[Reader, Reader | None]:
-    """The vetting reader (a models folder's OCR) and the teacher, as crop -> text (None: unreadable)."""
-    from alprd.recognition.manifest import load_entry
-    from alprd.recognition.onnx_models import OnnxPlateOCR
-
-    ocr = OnnxPlateOCR(load_entry(models, "plate_ocr", "ocr"))
-
-    def ours(s: CropSample) -> str | None:
-        img = cv2.imread(str(s.image))
-        return None if img is None else ocr.read([img])[0].text
-
-    if teacher is None:
-        return ours, None
-    t = Teacher(teacher)
-
-    def theirs(s: CropSample) -> str | None:
-        img = cv2.imread(str(s.image))
-        if img is None:
-            return None
-        return decode(t.read_crop(img).argmax(1))
-
-    return ours, theirs
-
-
-def vet_labels(ours: Reader, theirs: Reader | None, labelled: list[CropSample],
-               pseudo: list[CropSample]) -> tuple[list[CropSample], list[CropSample], dict[str, int]]:
-    """Drop labels two independent readers argue against.
-
-    - A teacher pseudo-label the vetting reader reads otherwise: the teacher is right about 97 % of
-      the time at its confidence floor, and its misses are the look-alikes (V/Y, Q/O) the student
-      must not be taught.
-    - A labelled crop that the vetting reader and the teacher both read as the same other text: the
-      Brazilian labels come from file names, and crops show DXV where the name says DXW.
-    Returns the kept labelled crops, the kept pseudo-labels and how many of each were dropped."""
-    kept_pseudo = [s for s in pseudo if ours(s) == s.text]
-    kept: list[CropSample] = []
-    for s in labelled:
-        a = ours(s)
-        if theirs is not None and a is not None and a != s.text and a == theirs(s):
-            continue
-        kept.append(s)
-    return kept, kept_pseudo, {"pseudo_dropped": len(pseudo) - len(kept_pseudo),
-                               "labels_disputed": len(labelled) - len(kept)}
-
-
-def _jitter_many(args: tuple[int, list[np.ndarray]]) -> np.ndarray:
-    seed, imgs = args
-    rng = np.random.default_rng(seed)
-    return ocr_input([jitter_crop(rng, i) for i in imgs], H, W)[:, 0].astype(np.uint8)
-
-
-def real_bank(real: list[tuple[np.ndarray, str]], variants: int, teacher: Teacher, cache: Path,
-              workers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`variants` jittered copies of every real crop with the teacher's soft reading of each copy.
-
-    Distillation needs the teacher's output on the very image the student sees; running the teacher
-    every step would double the step time, so the copies are made and read once per run."""
-    if cache.exists():
-        z = np.load(cache, allow_pickle=False)
-        if len(z["images"]) == variants * len(real):
-            return z["images"], z["labels"], z["soft"]
-    imgs = [i for i, _ in real]
-    jobs = [(v * 100_000 + k, imgs[k:k + 256]) for v in range(variants) for k in range(0, len(imgs), 256)]
-    with Pool(workers) as pool:
-        images = np.concatenate(pool.map(_jitter_many, jobs))
-    labels = np.tile(np.stack([encode(t) for _, t in real]), (variants, 1))
-    soft = teacher.probs(images)
-    np.savez(cache, images=images, labels=labels, soft=soft)
-    return images, labels, soft
-
-
-def shift_small(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """A few pixels of shift and a contrast change, so fixed copies do not repeat exactly."""
-    M = np.float32([[1, 0, rng.integers(-4, 5)], [0, 1, rng.integers(-3, 4)]])
-    out = cv2.warpAffine(img, M, (W, H), borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    out = (out - 128) * rng.uniform(0.75, 1.25) + 128 + rng.uniform(-20, 20)
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def distill_loss(logits: torch.Tensor, soft: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL from the teacher's softened slot distributions to the student's, per slot."""
-    t = soft.float().clamp_min(1e-6).log() / temperature
-    s = torch.log_softmax(logits / temperature, -1)
-    kl = nn.functional.kl_div(s.reshape(-1, s.shape[-1]), torch.log_softmax(t, -1).reshape(-1, s.shape[-1]),
-                              reduction="batchmean", log_target=True)
-    return kl * temperature**2
-
-
-def anchor_loss(anchor: nn.Module, x: torch.Tensor, logits: torch.Tensor, keep: torch.Tensor,
-                temperature: float) -> torch.Tensor:
-    """How far the student's readings (`logits` of batch `x`) have moved from the frozen `anchor`'s,
-    on the crops `keep` marks (distill_loss against the anchor's probabilities); 0 if none."""
-    if not bool(keep.any()):
-        return logits.sum() * 0.0
-    with torch.no_grad():
-        soft = torch.softmax(anchor(x[keep]), -1)
-    return distill_loss(logits[keep], soft, temperature)
-
-
 def evaluate(net: nn.Module, samples: list[tuple[np.ndarray, str]]) -> float:
     if not samples:
         return float("nan")
@@ -490,8 +321,7 @@ def evaluate(net: nn.Module, samples: list[tuple[np.ndarray, str]]) -> float:
             chunk = samples[i:i + 128]
             x = torch.from_numpy(ocr_input([c for c, _ in chunk], H, W))
             pred = net(x).argmax(-1).numpy()
-            dec = ctc_decode if isinstance(net, PlateOcrCtcNet) else decode
-            hits += sum(dec(p) == t for p, (_, t) in zip(pred, chunk))
+            hits += sum(decode(p) == t for p, (_, t) in zip(pred, chunk))
     net.train()
     return hits / len(samples)
 
@@ -520,21 +350,12 @@ def main(argv: list[str] | None = None) -> int:
                          f"or text-less crops; the project's are in {READ_BY_EYE}")
     ap.add_argument("--us-repeat", type=int, default=1,
                     help="draw each real US crop this many times as often (they are few and the hardest)")
-    ap.add_argument("--distill", type=float, default=0.0,
-                    help="weight of the teacher's soft readings of the real crops (needs --teacher; 0 = off; "
-                         "experimental: its one run read video worse, see models/MODEL_CARD.md)")
-    ap.add_argument("--distill-variants", type=int, default=6, help="jittered copies of each real crop")
-    ap.add_argument("--distill-temperature", type=float, default=2.0)
     ap.add_argument("--init-onnx", type=Path,
                     help="start a new run from this reader's ONNX weights (all of them when it has the "
                          "--head asked for, else its backbone)")
     ap.add_argument("--backbone-lr-scale", type=float, default=0.3,
                     help="with --init-onnx of a reader with another head: the warm backbone learns this much "
                          "slower than the new head, so the head's first random gradients do not undo it")
-    ap.add_argument("--vet-with", type=Path, metavar="MODELS_DIR",
-                    help="a models folder (the shipped one) whose reader vets labels: teacher pseudo-labels it "
-                         "reads otherwise, and labelled crops it and the teacher both read as one other text "
-                         "(needs --teacher), are left out")
     ap.add_argument("--frame-with", type=Path, metavar="MODELS_DIR",
                     help="frame the labelled crops (cut at the plate's edge) as the daemon would with this "
                          "folder's detector: its box errors on the training scenes, then the crop padding")
@@ -544,39 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
     add_ema_argument(ap)
-    ap.add_argument("--low-res", type=float, default=0.0, metavar="SHARE",
-                    help="share of the training crops shrunk to a far plate's 24-64 px width and enlarged "
-                         "back, as the unit reads plates 40-60 px wide in a 1080p frame")
-    ap.add_argument("--anchor", type=float, default=0.0, metavar="WEIGHT",
-                    help="with --init-onnx: weight of a pull towards that reader's own soft readings of each "
-                         "batch (its crops not shrunk by --low-res), so a continuation keeps what the warm "
-                         "start reads while it learns the new crops (0 = off)")
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
     ap.add_argument("--head", choices=HEADS, default="attn",
                     help="attn: slots read out by attention with one shared classifier (default, the "
-                         "shipped reader since 0.4.0); attn-fine: the same over columns 4 px apart rather "
-                         "than 8 (warm-starts from an attn reader); slots: the fixed-slot reader of 0.3.0; "
-                         "ctc: column reader with two rows (experimental: two CPU runs sat on the CTC plateau for 600 steps)")
+                         "shipped reader since 0.4.0); slots: the fixed-slot reader of 0.3.0")
     args = ap.parse_args(argv)
-    if args.distill and (not args.teacher or args.head == "ctc"):
-        raise UserError("--distill: needs --teacher and a slot head, slots or attn (the teacher reads in slots)")
-    if args.frame_with and args.distill:
-        raise UserError("--frame-with: not with --distill, whose jittered copies are made once, unframed")
-    if args.anchor and (not args.init_onnx or args.head == "ctc"):
-        raise UserError(f"--anchor {args.anchor}: needs --init-onnx (the reader to stay near) and a slot head, "
-                        "slots or attn")
-    if args.anchor < 0:
-        raise UserError(f"--anchor {args.anchor}: give a weight of 0 or more")
-    if not 0 <= args.low_res <= 1:
-        raise UserError(f"--low-res {args.low_res}: give a share of the training crops, 0..1")
     if not 0 <= args.frame_share <= 1:
         raise UserError(f"--frame-share {args.frame_share}: give a share of the labelled crops, 0..1")
     if not (0.0 <= args.eu_road <= 1.0 and 0.0 <= args.us_varied <= 1.0 and args.us_varied + args.eu_road <= 1.0):
         raise UserError(f"--us-varied {args.us_varied} and --eu-road {args.eu_road}: shares of the synthetic plates, "
                         "each 0..1 and together at most 1")
-    if args.init_onnx and args.head == "ctc":
-        raise UserError(f"--init-onnx {args.init_onnx}: only a slots or attn reader can be warm-started")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "ocr", {k: str(v) for k, v in vars(args).items()})
@@ -613,19 +412,8 @@ def main(argv: list[str] | None = None) -> int:
 
         scenes = cached_labels(scenes_csv, label_scene_crops)
         print(f"scene crops {len(scenes)}", flush=True)
-    us_train, br_train = splits["us_train"], splits["br_train"]
-    if args.vet_with:
-        # Scene crops go in as labelled: the teacher-labelled ones among them can never be disputed
-        # (the teacher agrees with itself), the hand-labelled ones can.
-        ours, theirs = crop_readers(args.vet_with, args.teacher)
-        us_train, _, d_us = vet_labels(ours, theirs, us_train, [])
-        scenes, _, d_scenes = vet_labels(ours, theirs, scenes, [])
-        br_train, pseudo, dropped = vet_labels(ours, theirs, br_train, pseudo)
-        dropped["labels_disputed"] += d_us["labels_disputed"] + d_scenes["labels_disputed"]
-        print(f"vetted with {args.vet_with}: {dropped}", flush=True)
-        rec.set("vetted", {"models": str(args.vet_with)} | dropped)
     pseudo += scenes
-    train = us_train * args.us_repeat + br_train
+    train = splits["us_train"] * args.us_repeat + splits["br_train"]
     rec.set("data", {k: len(v) for k, v in splits.items()} | {"pseudo": len(pseudo), "synthetic": args.synthetic})
     print({k: len(v) for k, v in splits.items()}, "pseudo", len(pseudo), flush=True)
 
@@ -648,22 +436,11 @@ def main(argv: list[str] | None = None) -> int:
                                       args.eu_road)
     print(f"synthetic bank {len(syn_img)} in {time.time() - t0:.0f}s", flush=True)
     syn_lab = np.stack([encode(t) for t in syn_txt])
-    if args.distill:
-        t0 = time.time()
-        bank_img, bank_lab, bank_soft = real_bank([(i, t) for i, t, _ in real], args.distill_variants,
-                                                  Teacher(args.teacher), args.out / "real_bank.npz", args.workers)
-        # Where the teacher misreads a copy (often one the jitter cut a character off), its soft
-        # reading would argue with the label: those copies keep the label alone.
-        bank_agree = np.array([decode(s.argmax(-1)) == decode(y) for s, y in zip(bank_soft, bank_lab)])
-        agree = float(bank_agree.mean())
-        print(f"real bank {len(bank_img)} in {time.time() - t0:.0f}s; teacher agrees with labels on "
-              f"{agree:.1%}", flush=True)
-        rec.set("real_bank", {"images": len(bank_img), "teacher_agrees": agree})
 
     net = make_net(args.head)
     backbone = [p for n, p in net.named_parameters() if n.startswith("features.")]
     rest = [p for n, p in net.named_parameters() if not n.startswith("features.")]
-    new_head = bool(args.init_onnx) and not same_head(onnx_head(args.init_onnx), args.head)
+    new_head = bool(args.init_onnx) and onnx_head(args.init_onnx) != args.head
     scale = args.backbone_lr_scale if new_head else 1.0
     opt = torch.optim.AdamW([{"params": backbone}, {"params": rest}], lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr * scale, args.lr], total_steps=args.steps,
@@ -678,16 +455,9 @@ def main(argv: list[str] | None = None) -> int:
         m = {k: evaluate(net, v) for k, v in dev.items()}
         print(f"warm start from {args.init_onnx}: {m}", flush=True)
         rec.set("init_onnx", {"path": str(args.init_onnx), "dev": m})
-    anchor = None
-    if args.anchor:  # the warm start itself, frozen; rebuilt from the ONNX when a run resumes
-        anchor = make_net(args.head)
-        init_from_onnx(anchor, args.head, args.init_onnx, torch.from_numpy(ocr_input(list(syn_img[:256]), H, W)))
-        anchor.eval()
-        rec.set("anchor", {"onnx": str(args.init_onnx), "weight": args.anchor})
     ema = MovingAverage(net, args.ema, ck)  # ema.kept: what is evaluated, kept as best.pt and exported
     rng = np.random.default_rng(step)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    ctc_loss = nn.CTCLoss(blank=CHARS.index(PAD), zero_infinity=True)
     n_syn = int(args.batch * args.synthetic_share)
     net.train()
     t0 = time.time()
@@ -695,44 +465,15 @@ def main(argv: list[str] | None = None) -> int:
         si = rng.integers(len(syn_img), size=n_syn)
         imgs = [syn_img[i] for i in si]
         labs = [syn_lab[i] for i in si]
-        if args.distill:
-            bi = rng.integers(len(bank_img), size=args.batch - n_syn)
-            imgs += [shift_small(rng, bank_img[i]) for i in bi]
-            labs += list(bank_lab[bi])
-        else:
-            for i in rng.integers(len(real), size=args.batch - n_syn):
-                img, text, tight = real[i]
-                framed = framing is not None and tight and rng.random() < args.frame_share
-                imgs.append(jitter_crop(rng, img, framing if framed else None))
-                labs.append(encode(text))
-        shrunk = np.zeros(len(imgs), bool)
-        if args.low_res:  # one draw per crop, then its shrinking: the order runs before --anchor drew in
-            for k, im in enumerate(imgs):
-                if rng.random() < args.low_res:
-                    shrunk[k] = True
-                    imgs[k] = low_res(rng, im)
+        for i in rng.integers(len(real), size=args.batch - n_syn):
+            img, text, tight = real[i]
+            framed = framing is not None and tight and rng.random() < args.frame_share
+            imgs.append(jitter_crop(rng, img, framing if framed else None))
+            labs.append(encode(text))
         x = torch.from_numpy(ocr_input(imgs, H, W))
         y = torch.from_numpy(np.stack(labs))
         logits = net(x)
-        if args.head == "ctc":
-            targets = y[y != CHARS.index(PAD)]
-            lengths = (y != CHARS.index(PAD)).sum(1)
-            logp = logits.log_softmax(-1).transpose(0, 1)  # [T, N, C]
-            steps = torch.full((len(y),), logp.shape[0], dtype=torch.long)
-            loss = ctc_loss(logp, targets, steps, lengths)
-        else:
-            loss = loss_fn(logits.reshape(-1, len(CHARS)), y.reshape(-1))
-            if args.distill:
-                keep = bi[bank_agree[bi]]
-                if len(keep):
-                    soft = torch.from_numpy(bank_soft[keep])
-                    student = logits[n_syn:][torch.from_numpy(bank_agree[bi])]
-                    loss = loss + args.distill * distill_loss(student, soft, args.distill_temperature)
-        if anchor is not None:
-            # Only on the crops the warm start was trained for: on far pixels its readings are what
-            # the run is there to improve.
-            keep = torch.from_numpy(~shrunk)
-            loss = loss + args.anchor * anchor_loss(anchor, x, logits, keep, args.distill_temperature)
+        loss = loss_fn(logits.reshape(-1, len(CHARS)), y.reshape(-1))
         take_step(loss, net, opt, sched, ema)
         step += 1
         if step % 50 == 0:

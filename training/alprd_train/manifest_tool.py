@@ -10,11 +10,11 @@ from pathlib import Path
 from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, PAD
 from alprd.recognition.manifest import sha256_of
-from alprd.training.quantize_ocr import QUANTIZED_FROM_KEY
+from alprd_train.quantize_ocr import QUANTIZED_FROM_KEY
 
 # The verifier's operating point: a box scored under models.detector_verify_below is dropped when the
 # verifier gives it less than this. Chosen on the verifier's held-out training scenes
-# (python -m alprd.training.verifier_threshold); --verifier-threshold sets another.
+# (python -m alprd_train.verifier_threshold); --verifier-threshold sets another.
 VERIFIER_THRESHOLD = 0.1
 
 
@@ -33,7 +33,7 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str, ve
             "outputs": ["heatmap (sigmoid)", "size (log px)", "offset (sigmoid)"],
         })
     ocr = models_dir / "plate_ocr.onnx"
-    # The int8 reader (alprd.training.quantize_ocr) is what the unit runs when it is there; the float
+    # The int8 reader (alprd_train.quantize_ocr) is what the unit runs when it is there; the float
     # file it came from is listed too, as the weights training warm-starts from.
     int8 = models_dir / "plate_ocr_int8.onnx"
     run = int8 if int8.exists() else ocr
@@ -44,7 +44,7 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str, ve
             .custom_metadata_map.get(QUANTIZED_FROM_KEY)
         if made_from != source["sha256"]:
             raise UserError(f"{int8}: quantized from another float reader than {ocr}; run python -m "
-                            f"alprd.training.quantize_ocr {ocr} {int8}, or delete {int8} to ship the float one")
+                            f"alprd_train.quantize_ocr {ocr} {int8}, or delete {int8} to ship the float one")
     if run.exists():
         entries.append({
             "name": "plate_ocr", "version": ocr_version, "task": "ocr", "file": run.name,
@@ -70,14 +70,15 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str, ve
 
 
 def _ocr_head(ort, path: Path) -> dict:
-    """Slots or CTC, read off the exported graph: [N, 10, 37] is the slot reader, [N, T, 37] with
-    T > 10 the CTC one (its pad character is the blank)."""
-    steps = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()[0].shape[1]
-    return {"decoder": "ctc", "steps": steps} if steps != 10 else {"decoder": "slots", "slots": 10}
+    """The decoder, read off the exported graph: every reader the trainer makes is [N, 10, 37], ten slots."""
+    slots = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()[0].shape[1]
+    if slots != 10:
+        raise UserError(f"{path}: gives {slots} character slots, not the 10 of the readers alprd train makes")
+    return {"decoder": "slots", "slots": 10}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m alprd.training.manifest_tool")
+    ap = argparse.ArgumentParser(prog="python -m alprd_train.manifest_tool")
     ap.add_argument("models_dir", type=Path)
     ap.add_argument("--version", required=True, help="version of both models unless overridden below")
     ap.add_argument("--detector-version", help="a different version for the detector")

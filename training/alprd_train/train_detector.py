@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from alprd.datasets import SceneSample, detection_splits
 from alprd.errors import UserError
 from alprd.recognition.preprocess import decode_centers, iou, letterbox
-from alprd.training.common import (
+from alprd_train.common import (
     MovingAverage,
     RunRecord,
     add_ema_argument,
@@ -30,21 +29,19 @@ from alprd.training.common import (
     take_step,
     warm_start,
 )
-from alprd.training.nets import PlateDetectorExport, PlateDetectorNet
-from alprd.training.scene_mining import SQUARE_ASPECT, is_square, mine
+from alprd_train.nets import PlateDetectorExport, PlateDetectorNet
+from alprd_train.scene_mining import mine
 
 STRIDE = PlateDetectorNet.stride
 MAX_SIDE = 960
 
 
-def _render_face(seed: int, two_line_p: float = 0.0) -> np.ndarray:
-    """A degraded synthetic plate face; a share `two_line_p` of them two-line (EU or US), on top of
-    the two-line plates the usual layout mix draws (14 %)."""
+def _render_face(seed: int) -> np.ndarray:
+    """A degraded synthetic plate face of the usual layout mix."""
     from alprd.synth.plates import degrade, render_plate
 
     rng = np.random.default_rng(seed)
-    layout = str(rng.choice(["eu2", "us2"])) if rng.random() < two_line_p else None
-    return degrade(rng, render_plate(rng, layout).image, strength=0.6)
+    return degrade(rng, render_plate(rng).image, strength=0.6)
 
 
 def load_scene(s: SceneSample) -> tuple[np.ndarray, np.ndarray]:
@@ -82,31 +79,20 @@ def paste_plate(rng: np.random.Generator, canvas: np.ndarray, face: np.ndarray) 
 FAR_PLATE_PX = (8.0, 22.0)  # at the 640-px input: 25-65 px wide in a 1920-px frame
 
 
-def square_plates(scenes) -> list[tuple[int, int]]:
-    """(scene index, box index) of every labelled plate whose box is square rather than long."""
-    return [(i, k) for i, (_, boxes) in enumerate(scenes) for k, b in enumerate(boxes) if is_square(b)]
-
-
 def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: float,
-           negatives: Sequence[tuple[int, Sequence[float]]] = (), hard_p: float = 0.0, far_p: float = 0.0,
-           squares: Sequence[tuple[int, int]] = (), square_p: float = 0.0):
+           negatives: Sequence[tuple[int, Sequence[float]]] = (), hard_p: float = 0.0, far_p: float = 0.0):
     """A training crop and its plate boxes. With `negatives` ((scene index, box) pairs, see
     scene_mining), a share `hard_p` of crops is centred on a place where the previous detector
-    fired on no plate. A share `square_p` of the rest is centred on one of `squares` (square_plates:
-    the two-line plates, about one training plate in eight). A share `far_p` of the other crops is
-    centred on a labelled plate shrunk to FAR_PLATE_PX wide, the far plates the zoom range below
-    reaches only now and then."""
+    fired on no plate. A share `far_p` of the other crops is centred on a labelled plate shrunk to
+    FAR_PLATE_PX wide, the far plates the zoom range below reaches only now and then."""
     hard = None
     k = -1
     if negatives and rng.random() < hard_p:
         i, hard = negatives[rng.integers(len(negatives))]
         img, boxes = scenes[i]
-    elif squares and rng.random() < square_p:
-        i, k = squares[rng.integers(len(squares))]
-        img, boxes = scenes[i]
     else:
         img, boxes = scenes[rng.integers(len(scenes))]
-    far = hard is None and k < 0 and len(boxes) > 0 and far_p > 0 and rng.random() < far_p
+    far = hard is None and len(boxes) > 0 and far_p > 0 and rng.random() < far_p
     if far:
         k = int(rng.integers(len(boxes)))
         s = float(np.exp(rng.uniform(*np.log(FAR_PLATE_PX)))) / max(2.0, float(boxes[k, 2] - boxes[k, 0]))
@@ -246,24 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-detector", type=Path,
                     help="teacher detector ONNX (training only): its confident boxes the labels lack become plates")
     ap.add_argument("--teacher-keep", type=float, default=0.5, help="teacher score that makes an unlabelled box a plate")
-    ap.add_argument("--hard-negatives", type=Path, nargs="+", metavar="ONNX",
-                    help="detector ONNX files whose detections on no plate become hard negatives (e.g. the shipped "
-                         "one; several: their detections together, one box where two overlap)")
+    ap.add_argument("--hard-negatives", type=Path, metavar="ONNX",
+                    help="detector ONNX whose detections on no plate become hard negatives (e.g. the shipped one)")
     ap.add_argument("--hard-p", type=float, default=0.2, help="share of crops centred on a hard negative")
     ap.add_argument("--far-share", type=float, default=0.0, metavar="P",
                     help=f"share of the other crops centred on a labelled plate shrunk to {FAR_PLATE_PX[0]:g}-"
                          f"{FAR_PLATE_PX[1]:g} px wide (a far plate at the 640-px input)")
-    ap.add_argument("--square-share", type=float, default=0.0, metavar="P",
-                    help=f"share of the crops not on a hard negative centred on a labelled two-line or square plate "
-                         f"(box narrower than {SQUARE_ASPECT:g} heights)")
-    ap.add_argument("--two-line-faces", type=float, default=0.0, metavar="P",
-                    help="share of the synthetic faces drawn two-line (EU or US), besides the usual mix's")
     add_ema_argument(ap)
     args = ap.parse_args(argv)
-    for flag, value in (("--far-share", args.far_share), ("--square-share", args.square_share),
-                        ("--two-line-faces", args.two_line_faces)):
-        if not 0.0 <= value <= 1.0:
-            raise UserError(f"{flag} {value}: give a share, 0..1")
+    if not 0.0 <= args.far_share <= 1.0:
+        raise UserError(f"--far-share {args.far_share}: give a share, 0..1")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "detector", {k: str(v) for k, v in vars(args).items()})
@@ -276,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     negatives: list[tuple[int, tuple[float, ...]]] = []
     if args.teacher_detector or args.hard_negatives:
         t1 = time.time()
-        mined = mine(train, [str(x.image) for x in splits["train"]], args.teacher_detector, args.hard_negatives or [],
+        mined = mine(train, [str(x.image) for x in splits["train"]], args.teacher_detector, args.hard_negatives,
                      args.out / "mined.json", args.teacher_keep)
         train = [(img, np.concatenate([boxes, np.array([b[:4] for b in m.extra], np.float32).reshape(-1, 4)]))
                  for (img, boxes), m in zip(train, mined)]
@@ -285,15 +263,12 @@ def main(argv: list[str] | None = None) -> int:
                           "scenes_with_added_boxes": sum(bool(m.extra) for m in mined),
                           "hard_negatives": len(negatives), "scenes_with_negatives": len({i for i, _ in negatives})})
         print(f"mined in {time.time() - t1:.0f}s: {rec.data['mined']}", flush=True)
-    squares = square_plates(train)
-    rec.set("square_plates", len(squares))
     dev_rng = np.random.default_rng(0)
     dev_idx = dev_rng.permutation(len(splits["dev"]))[: args.eval_limit]
     dev = [load_scene(splits["dev"][i]) for i in sorted(dev_idx)]
     far = shrunk(dev, 50)
     with Pool(args.workers) as pool:
-        faces = pool.map(partial(_render_face, two_line_p=args.two_line_faces),
-                         range(2_000_000, 2_000_000 + args.faces), chunksize=32)
+        faces = pool.map(_render_face, range(2_000_000, 2_000_000 + args.faces), chunksize=32)
     print(f"loaded {len(train)} train, {len(dev)} dev scenes, {len(faces)} faces in {time.time() - t0:.0f}s", flush=True)
 
     net = PlateDetectorNet()
@@ -313,8 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     while step < args.steps:
         imgs, hs, whs, offs, masks = [], [], [], [], []
         for _ in range(args.batch):
-            im, bx = sample(rng, train, faces, args.size, args.composite, negatives, args.hard_p, args.far_share,
-                            squares, args.square_share)
+            im, bx = sample(rng, train, faces, args.size, args.composite, negatives, args.hard_p, args.far_share)
             h, wh, off, m = targets(bx, args.size)
             imgs.append(im.transpose(2, 0, 1))
             hs.append(h)

@@ -1,4 +1,4 @@
-"""The project's two networks. Small on purpose: they must run on one CPU core of a roadside unit."""
+"""The project's three networks (reader, detector, verifier). Small on purpose: they must run on one CPU core of a roadside unit."""
 
 from __future__ import annotations
 
@@ -10,17 +10,14 @@ def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def slot_features(fine: bool = False) -> nn.Sequential:
+def slot_features() -> nn.Sequential:
     """[N,1,64,128] -> [N,64,4,16]: the slot readers' shared backbone (one definition, so the
-    attention reader can start from the shipped slot reader's convolutions).
-
-    fine: [N,64,4,32], columns 4 px apart rather than 8, for narrow characters on short plates.
-    Only a pool changes, so every convolution keeps its shape and takes a coarse reader's weights."""
+    attention reader can start from the shipped slot reader's convolutions)."""
     return nn.Sequential(
         conv(1, 24), nn.MaxPool2d(2),  # 32x64
         conv(24, 48), nn.MaxPool2d(2),  # 16x32
-        conv(48, 64), conv(64, 96), nn.MaxPool2d((2, 1) if fine else 2),  # 8x16 (fine: 8x32)
-        conv(96, 128), nn.MaxPool2d((2, 1)),  # 4x16 (fine: 4x32)
+        conv(48, 64), conv(64, 96), nn.MaxPool2d(2),  # 8x16
+        conv(96, 128), nn.MaxPool2d((2, 1)),  # 4x16
         conv(128, 128),
         nn.Conv2d(128, 64, 1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
     )
@@ -66,11 +63,6 @@ class SelfAttentionBlock(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
-def attn_grid(height: int, width: int, fine: bool) -> tuple[int, int]:
-    """The attention reader's token grid (rows, columns) for an input of this size."""
-    return height // 16, width // (4 if fine else 8)
-
-
 class PlateOcrAttnNet(nn.Module):
     """Slot reader whose slots are learned query tokens read out by self-attention over the plate.
 
@@ -80,12 +72,11 @@ class PlateOcrAttnNet(nn.Module):
     finds where each character sits, as ViTSTR does; the output is the same [N, slots, classes]."""
 
     def __init__(self, slots: int = 10, classes: int = 37, height: int = 64, width: int = 128,
-                 d: int = 96, layers: int = 2, heads: int = 4, fine: bool = False):
+                 d: int = 96, layers: int = 2, heads: int = 4):
         super().__init__()
         self.slots, self.classes = slots, classes
-        self.features = slot_features(fine)
-        self.grid = attn_grid(height, width, fine)
-        tokens = self.grid[0] * self.grid[1]
+        self.features = slot_features()
+        tokens = (height // 16) * (width // 8)  # the backbone's map, one token a cell
         self.embed = nn.Linear(64, d)
         self.pos = nn.Parameter(torch.randn(1, tokens, d) * 0.02)
         self.queries = nn.Parameter(torch.randn(1, slots, d) * 0.02)
@@ -99,41 +90,6 @@ class PlateOcrAttnNet(nn.Module):
         f = self.embed(self.features(x).flatten(2).transpose(1, 2)) + self.pos
         t = torch.cat([self.queries.expand(f.shape[0], -1, -1), f], 1)
         return self.head(self.norm(self.blocks(t)[:, : self.slots]))
-
-
-class PlateOcrCtcNet(nn.Module):
-    """CTC reader with two output rows (the plate's upper and lower half), read one after the other.
-
-    Fixed slots must learn where each character sits, which a few hundred real US crops of every
-    width and spacing cannot teach: they repeated or dropped characters. CTC reads columns, so
-    spacing does not matter; the second row lets two-line plates come out top line first."""
-
-    rows = 2
-
-    def __init__(self, classes: int = 37, height: int = 64, width: int = 128):
-        super().__init__()
-        self.classes = classes
-        self.features = nn.Sequential(
-            conv(1, 16), nn.MaxPool2d(2),  # 32x64
-            conv(16, 32), nn.MaxPool2d(2),  # 16x32
-            conv(32, 64), conv(64, 96), nn.MaxPool2d((2, 1)),  # 8x32
-            conv(96, 128), nn.MaxPool2d((2, 1)),  # 4x32
-        )
-        self.fh, self.steps = height // 16, width // 4
-        ctx = 192
-        self.context = nn.Sequential(
-            nn.Conv1d(128 * self.fh, ctx, 3, padding=1, bias=False), nn.BatchNorm1d(ctx), nn.ReLU(inplace=True),
-            nn.Conv1d(ctx, ctx, 3, padding=1, bias=False), nn.BatchNorm1d(ctx), nn.ReLU(inplace=True),
-            nn.Dropout(0.2),
-        )
-        self.head = nn.Conv1d(ctx, self.rows * classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [N,1,H,W] grey 0..255 -> logits [N, rows*W/4, classes] (upper row's columns, then lower's)."""
-        x = x / 127.5 - 1.0
-        f = self.features(x).reshape(-1, 128 * self.fh, self.steps)
-        y = self.head(self.context(f)).reshape(-1, self.rows, self.classes, self.steps)
-        return y.permute(0, 1, 3, 2).reshape(-1, self.rows * self.steps, self.classes)
 
 
 class PlateOcrExport(nn.Module):

@@ -12,7 +12,7 @@ which are dropped. Only the detector's remaining false positives and misses at t
 were looked at, so the audit can only lower the false positives and raise recall; the file says
 what each row is, and a row that no longer fits the labels is an error.
 
-    python -m alprd.training.detector_report models runs/x/candidate --teacher ../shared/teachers/yolo-...onnx
+    python -m alprd_train.detector_report models runs/x/candidate --teacher ../shared/teachers/yolo-...onnx
 
 A folder whose manifest lists a plate verifier is run with it, as the unit runs it
 (`--verify-below 0` measures the detector alone).
@@ -35,11 +35,17 @@ from alprd.evaluate import FAR_FRAMES, IOU_MIN, far_frame_words, shrink_scene, s
 from alprd.recognition.manifest import load_entry, load_optional_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
 from alprd.recognition.preprocess import iou
-from alprd.training.scene_mining import TeacherDetector, is_square, mine_scene
+from alprd_train import EVAL_SETS
+from alprd_train.scene_mining import TeacherDetector, mine_scene
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
-BY_EYE = Path(__file__).parent / "eval_sets" / "dev_scenes_by_eye.csv"
+BY_EYE = EVAL_SETS / "dev_scenes_by_eye.csv"
 VERDICTS = ("plate", "no plate")
+SQUARE_ASPECT = 1.6  # a box narrower than this many heights: a two-line or square plate
+
+
+def is_square(box: tuple[float, ...]) -> bool:
+    return box[2] - box[0] < SQUARE_ASPECT * (box[3] - box[1])
 
 
 def audit_by_eye(path: Path, data: Path, dev: list[SceneSample]) -> tuple[list[list[tuple]], list[list[tuple]]]:
@@ -124,7 +130,7 @@ def score(det: OnnxPlateDetector, images, labels, ignore, eye_plates=None, eye_n
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m alprd.training.detector_report")
+    ap = argparse.ArgumentParser(prog="python -m alprd_train.detector_report")
     ap.add_argument("models", nargs="+", type=Path, help="models folders (manifest.json + plate_detector.onnx)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--teacher", type=Path, required=True, help="teacher detector ONNX (finds the unlabelled plates)")

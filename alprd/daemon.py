@@ -27,6 +27,7 @@ from alprd.privacy.audit import AuditLog, verify
 from alprd.privacy.keys import audit_key, load_or_create_secret
 from alprd.privacy.minimise import is_hit
 from alprd.privacy.policy import enforce, privacy_paths
+from alprd.publish.homeassistant import attach_discovery
 from alprd.publish.outlets import Outlet
 from alprd.recognition.recognizer import Recognizer
 from alprd.sources.sources import Frame, Source, open_source, put_unless_stopped
@@ -70,6 +71,7 @@ class Daemon:
         self.recognizer = recognizer or Recognizer.from_config(cfg.models)
         self.outlets = [Outlet(cfg, d, self.policy) for d in self.policy.destinations]
         self.spool, self.mqtt = self.outlets[0].spool, self.outlets[0].comm  # the primary (mqtt:) destination
+        self.discovery = attach_discovery(self.outlets, cfg, __version__)  # Home Assistant, where enabled
         self.purged: Counter[str] = Counter()
         self.sources: list[Source] = [open_source(c) for c in cfg.cameras if c.enabled]
         self.location = make_provider(cfg)

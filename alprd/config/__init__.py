@@ -5,6 +5,7 @@ whole. Everything is importable from here, as it was when this was one module.""
 
 from alprd.config.cameras import SOURCE_KINDS, CameraConfig, MotionConfig
 from alprd.config.gps import SERIAL_BAUDS, GpsConfig, LocationConfig
+from alprd.config.homeassistant import HomeAssistantConfig
 from alprd.config.loader import _build, build, load_config, resolve_paths
 from alprd.config.models import INPUT_WIDTH_RULE, ModelsConfig, is_input_width
 from alprd.config.mqtt import MqttConfig, TlsConfig
@@ -20,6 +21,7 @@ __all__ = [
     "Config",
     "FormatsConfig",
     "GpsConfig",
+    "HomeAssistantConfig",
     "HotlistConfig",
     "LocationConfig",
     "LoggingConfig",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from alprd.config.homeassistant import HomeAssistantConfig
 from alprd.errors import ConfigError
 
 
@@ -50,6 +51,7 @@ class MqttConfig:
     reconnect_max_s: float = 30.0  # ceiling of the reconnect backoff
     mode: Literal["full", "hits_only", "pseudonymous"] = "full"  # minimisation of non-hit reads for this broker
     name: str = ""  # destinations: required and unique; the primary mqtt section is "primary"
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()  # discovery on this broker; off by default
 
     def validate_primary(self, where: str, base: Path) -> None:
         self._validate_port(where)
@@ -65,6 +67,7 @@ class MqttConfig:
         if self.tls:
             self.tls.validate_files(f"{where}.tls", base)
             self.tls.validate_pair(f"{where}.tls")
+        self.homeassistant.validate(f"{where}.homeassistant")
 
     def validate_destination(self, where: str, base: Path) -> None:
         """All but the name, which validate_destinations checks against the others."""
@@ -74,6 +77,7 @@ class MqttConfig:
         self._validate_password_env(where)
         if self.tls:
             self.tls.validate_files(f"{where}.tls", base)
+        self.homeassistant.validate(f"{where}.homeassistant")
 
     def _validate_port(self, where: str) -> None:
         if not 1 <= self.port <= 65535:

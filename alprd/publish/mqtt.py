@@ -11,6 +11,7 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -71,6 +72,8 @@ class MqttCommunicator:
         self.last_error = ""
         self.published = 0
         self.connects = 0
+        self._connect_hooks: list[Callable[[], None]] = []
+        self._handlers: dict[str, Callable[[bytes], None]] = {}
         self.client = self._make_client()
 
     def topic(self, *parts: str) -> str:
@@ -112,6 +115,7 @@ class MqttCommunicator:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_message = self._on_message
         return c
 
     # --- public API ---------------------------------------------------------------------------
@@ -133,6 +137,18 @@ class MqttCommunicator:
         with self._extra_lock:
             self._extra.append((topic, payload, qos, retain))
         self._outbox_signal.set()
+
+    # --- what else rides on this connection (Home Assistant discovery) --------------------------
+
+    def on_connected(self, hook: Callable[[], None]) -> None:
+        """`hook` runs in the network thread after every accepted connection; what it publishes with
+        publish_unspooled goes out after the status."""
+        self._connect_hooks.append(hook)
+
+    def subscribe(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        """`handler` gets the payload of each message on `topic` (an exact topic, no wildcards), in the
+        network thread. Subscribed again on every connection: the session does not outlive it."""
+        self._handlers[topic] = handler
 
     @property
     def connected(self) -> bool:
@@ -281,6 +297,13 @@ class MqttCommunicator:
         self._inflight.clear()
         self._connected.set()
         self._status_dirty.set()
+        for topic in self._handlers:
+            client.subscribe(topic, qos=1)
+        for hook in self._connect_hooks:
+            try:
+                hook()
+            except Exception:  # a broken extension must not take the unit's reads down with it
+                log.exception("%s: a connect hook failed", self.tag)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
@@ -288,6 +311,15 @@ class MqttCommunicator:
         # logging it as a second problem would repeat the refusal line on every retry.
         if not self._stop.is_set() and not self._refused:
             self._fail(f"{self.tag}: disconnected from {self.cfg.host}:{self.cfg.port} ({reason_code})", logging.WARNING)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        handler = self._handlers.get(msg.topic)
+        if handler is None:
+            return
+        try:
+            handler(msg.payload)
+        except Exception:  # anyone on the broker can publish there: one bad message must not end the loop
+            log.exception("%s: handling a message on %s failed", self.tag, msg.topic)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         entry = self._inflight.pop(mid, None)

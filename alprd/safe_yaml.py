@@ -91,11 +91,23 @@ def _short(key: object) -> str:
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
+def shorten_quoted(message: str, limit: int = 60) -> str:
+    """A message with every quoted value over `limit` characters cut in the middle: an error is
+    one readable line even when a setting is 100000 characters long."""
+    half = limit // 2
+    return _QUOTED.sub(lambda m: m.group(0) if len(m.group(0)) <= limit else
+                       f"{m.group(0)[:half]}...{m.group(0)[-half:]}", message)
+
+
 def _safe_problem(problem: str | None) -> str:
     """YAML's problem without quoted file text longer than a character or an escape (a tag, an alias
     name, a token): those are where the file's content would leak."""
     text = _QUOTED.sub(lambda m: m.group(0) if len(m.group(0)) <= 6 else "(...)", problem or "syntax error")
     return text[:200]
+
+
+class _Refused(ComposerError):
+    """One of the rules here broken; its problem is written here, not taken from the file."""
 
 
 class _HostileSafeLoader(yaml.SafeLoader):
@@ -111,11 +123,11 @@ class _HostileSafeLoader(yaml.SafeLoader):
     def compose_node(self, parent: Node | None, index: Any) -> Node:  # type: ignore[override]
         event = self.peek_event()
         if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise ComposerError(None, None, "YAML anchors and aliases (& and *) are not allowed", event.start_mark)
+            raise _Refused(None, None, "YAML anchors and aliases (& and *) are not allowed", event.start_mark)
         self._depth += 1
         try:
             if self._depth > self.max_depth:
-                raise ComposerError(None, None, f"nested more than {self.max_depth} levels deep", event.start_mark)
+                raise _Refused(None, None, f"nested more than {self.max_depth} levels deep", event.start_mark)
             return super().compose_node(parent, index)  # type: ignore[no-any-return]
         finally:
             self._depth -= 1
@@ -125,16 +137,15 @@ class _HostileSafeLoader(yaml.SafeLoader):
             first: dict[Any, int] = {}
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise ConstructorError(None, None, "YAML merge keys (<<) are not allowed", key_node.start_mark)
+                    raise _Refused(None, None, "YAML merge keys (<<) are not allowed", key_node.start_mark)
                 key = self.construct_object(key_node, deep=True)
                 try:
                     seen = key in first
                 except TypeError:
-                    raise ConstructorError(None, None, "a mapping key must be a plain value",
-                                           key_node.start_mark) from None
+                    raise _Refused(None, None, "a mapping key must be a plain value", key_node.start_mark) from None
                 if seen:
-                    raise ConstructorError(None, None, f"duplicate key {_short(key)} (first at line {first[key]})",
-                                           key_node.start_mark)
+                    raise _Refused(None, None, f"duplicate key {_short(key)} (first at line {first[key]})",
+                                   key_node.start_mark)
                 first[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
@@ -146,8 +157,7 @@ class _HostileSafeLoader(yaml.SafeLoader):
         except (ValueError, TypeError, OverflowError, ArithmeticError):
             # A scalar the YAML resolver took for a date or number that is none (2021-13-45, a
             # 5000-digit integer): said with its place, not a traceback.
-            raise ConstructorError(None, None, f"{node.tag.rsplit(':', 1)[-1]} value out of range",
-                                   node.start_mark) from None
+            raise _Refused(None, None, f"{node.tag.rsplit(':', 1)[-1]} value out of range", node.start_mark) from None
 
 
 class _LineLoader(_HostileSafeLoader):
@@ -167,24 +177,31 @@ def parse_yaml(text: str | bytes, *, source: str | os.PathLike[str], what: str, 
     if isinstance(text, bytes):
         text = decode_text(text, source, what)
     loader_cls = _LineLoader if lines else _HostileSafeLoader
-    loader = loader_cls(text)
-    loader.max_depth = max_depth
+    loader = None
     try:
+        loader = loader_cls(text)  # the reader checks every character here
+        loader.max_depth = max_depth
         return loader.get_single_data()
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise ConfigError(f"{source}: not valid YAML at line {line}: a control character (#x{e.character:04x}) "
+                          "YAML does not allow") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "an unknown place"
+        if isinstance(e, _Refused):
+            raise ConfigError(f"{source}: {at}: {e.problem}") from None
         problem = e.problem if e.problem_mark else e.context
-        if isinstance(e, (ComposerError, ConstructorError)) and e.context is None:
-            raise ConfigError(f"{source}: line {mark.line + 1 if mark else '?'}, column "
-                              f"{mark.column + 1 if mark else '?'}: {_safe_problem(problem)}") from None
-        raise ConfigError(f"{source}: not valid YAML{at}: {_safe_problem(problem)}") from None
+        if isinstance(e, ConstructorError) and e.context is None:  # a tag or value YAML cannot build
+            raise ConfigError(f"{source}: {at}: {_safe_problem(problem)}") from None
+        raise ConfigError(f"{source}: not valid YAML at {at}: {_safe_problem(problem)}") from None
     except yaml.YAMLError:
         raise ConfigError(f"{source}: not valid YAML (not a readable text stream)") from None
     except RecursionError:  # pragma: no cover - the depth cap comes first
         raise ConfigError(f"{source}: nested too deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(path: str | os.PathLike[str], *, what: str, max_bytes: int = MAX_CONFIG_BYTES,

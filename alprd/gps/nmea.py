@@ -209,10 +209,10 @@ class NmeaParser:
         e = self._epoch_for(tod, received_ms)
         try:
             date = _date_ms(f[9])
-        except (OutOfRange, ValueError):
-            # The receiver's calendar is not to be trusted: no UTC until it sends a real date.
+        except ValueError:  # OutOfRange included
+            # Not taken: the clock goes on from the last real date, or stays unknown without one.
             self._bad(e, "utc")
-            self._date_ms, date = None, None
+            date = None
         if date is not None:
             self._date_ms, self._day_offset = date, 0
         mode = f[12][:1] if len(f) > 12 else ""

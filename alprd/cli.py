@@ -11,9 +11,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alprd import __version__
 from alprd.errors import UserError
+
+if TYPE_CHECKING:
+    from alprd.config import Config
 
 log = logging.getLogger("alprd")
 
@@ -55,10 +59,9 @@ def _models_config(args: argparse.Namespace):
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    import cv2
-
     from alprd.recognition.recognizer import Recognizer, Timings
     from alprd.sources.sources import IMAGE_EXTS
+    from alprd.sources.still import ImageRefused, load_still
 
     rec = Recognizer.from_config(_models_config(args))
     paths: list[Path] = []
@@ -72,12 +75,13 @@ def cmd_read(args: argparse.Namespace) -> int:
     failures = 0
     for p in paths:
         t0 = time.perf_counter()
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        t1 = time.perf_counter()
-        if img is None:
-            print(f"alprd: error: {p}: not a readable image", file=sys.stderr)
+        try:
+            img = load_still(p)  # the header's pixel count is checked before decoding
+        except ImageRefused as e:
+            print(f"alprd: error: {e}", file=sys.stderr)
             failures += 1
             continue
+        t1 = time.perf_counter()
         tm = Timings()
         reads = rec.recognize(img, tm)
         total = (time.perf_counter() - t0) * 1000
@@ -104,10 +108,36 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     load_entry(models_dir, cfg.models.ocr, "ocr")
     if cfg.models.verifier:
         load_optional_entry(models_dir, cfg.models.verifier, "verifier")
+    hotlists = _check_hotlists(cfg)
     print(f"{args.file}: OK (unit {cfg.unit_id}, {len(cfg.cameras)} camera(s), broker "
           f"{cfg.mqtt.host}:{cfg.mqtt.port}{' TLS' if cfg.mqtt.tls else ''}); "
-          f"policy {enforced.source}, {len(enforced.destinations)} destination(s)")
+          f"policy {enforced.source}, {len(enforced.destinations)} destination(s)"
+          + "".join(f"; hotlist {h}" for h in hotlists))
     return 0
+
+
+def _check_hotlists(cfg: Config) -> list[str]:
+    """Load every hotlist as the daemon would: a file it could not use is an error, bad rows are
+    named (file:line, never the row) and counted."""
+    from alprd.hotlist.hotlist import HotlistError, read_hotlist
+
+    paths = {cfg.hotlist.path: "hotlist.path"} if cfg.hotlist.path else {}
+    for i, cam in enumerate(cfg.cameras):
+        if cam.hotlist and cam.hotlist.path:
+            paths.setdefault(cam.hotlist.path, f"cameras[{i}].hotlist.path")
+    said = []
+    for path, key in paths.items():
+        try:
+            loaded = read_hotlist(path)
+        except HotlistError as e:
+            raise UserError(f"{key}: {e}") from None
+        for problem in loaded.problems:
+            print(f"alprd: warning: {problem}; row skipped", file=sys.stderr)
+        if loaded.skipped > len(loaded.problems):
+            print(f"alprd: warning: {loaded.skipped - len(loaded.problems)} more bad rows in {path} skipped",
+                  file=sys.stderr)
+        said.append(f"{path}: {len(loaded.entries)} entries, {loaded.skipped} bad row(s) skipped")
+    return said
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

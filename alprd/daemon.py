@@ -7,14 +7,12 @@ inference), and a local queue (the SQLite spool) between recognition and upload.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import queue
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from alprd import __version__
@@ -275,11 +273,8 @@ class Daemon:
             if self._hotlists_audited.get(h.path) == seen:
                 continue
             self._hotlists_audited[h.path] = seen
-            try:
-                digest = hashlib.sha256(Path(h.path).read_bytes()).hexdigest()
-            except OSError:
-                digest = ""
-            self.audit_hotlist_change(h.path, digest, st["entries"], loads=h.loads, error=st["error"] or None)
+            # The loader's digest of what it read: reading the path again could hang on a FIFO.
+            self.audit_hotlist_change(h.path, h.sha256, st["entries"], loads=h.loads, error=st["error"] or None)
 
     def publish_checkpoint(self) -> dict[str, Any]:
         cp = self.audit.checkpoint()

@@ -35,17 +35,18 @@ def test_csv_and_yaml_load_normalised(tmp_path):
 
 
 @pytest.mark.parametrize("name,body,message", [
-    ("h.csv", "plate,reason\n,stolen\n", "h.csv: line 2: plate is missing"),
-    ("h.csv", "plate,reason,priority\nAB123,stolen,high\n", "h.csv: line 2: priority 'high' is not an integer"),
-    ("h.csv", "plate,reason,expires\nAB123,stolen,tomorrow\n", "line 2: expires 'tomorrow' is not a date"),
+    ("h.csv", "plate,reason\n,stolen\n", "h.csv:2: plate is missing"),
+    ("h.csv", "plate,reason,priority\nAB123,stolen,high\n", "h.csv:2: priority 'high' is not an integer"),
+    ("h.csv", "plate,reason,expires\nAB123,stolen,tomorrow\n", "h.csv:2: expires 'tomorrow' is not a date"),
     ("h.csv", "AB123,stolen\n", "h.csv: the first row must be a header"),
-    ("h.csv", "plate,reason,colour\nAB123,stolen,red\n", "unknown column(s) colour"),
-    ("h.yaml", "- {plate: AB123}\n", "h.yaml: entry 1: reason is missing"),
+    ("h.csv", "plate,reason,colour\nAB123,stolen,red\n", "h.csv:1: unknown column(s) 'colour'"),
+    ("h.yaml", "- {plate: AB123}\n", "h.yaml:1: reason is missing"),
     ("h.yaml", "plates: [1, 2\n", "h.yaml: not valid YAML at line"),
     ("h.txt", "AB123\n", "h.txt: unknown hotlist type; use a .csv or .yaml file"),
     ("missing.csv", None, "missing.csv: hotlist file not found"),
 ])
 def test_broken_files_give_one_line(tmp_path, name, body, message):
+    """Files that cannot be used at all (a file whose only row is bad is one of them)."""
     p = tmp_path / name
     if body is not None:
         p.write_text(body)
@@ -89,7 +90,7 @@ def test_reload_on_change_keeps_previous_list_when_broken(tmp_path, caplog):
     with caplog.at_level("ERROR"):
         assert not h.poll()
     assert h.match("XYZ9876"), "a broken file must keep the previous list"
-    assert "line 2: reason is missing" in h.status()["error"] and h.status()["entries"] == 2
+    assert "h.csv:2: reason is missing" in h.status()["error"] and h.status()["entries"] == 2
     assert len([r for r in caplog.records if "keeping the previous list" in r.getMessage()]) == 1
 
 

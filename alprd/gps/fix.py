@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,24 @@ KNOT_MPS = 1852.0 / 3600.0
 GGA_QUALITY = {0: "none", 1: "gps", 2: "dgps", 3: "pps", 4: "rtk", 5: "float_rtk", 6: "estimated",
                7: "manual", 8: "simulation"}
 QUALITIES = tuple(GGA_QUALITY.values())
+
+# What a receiver can truthfully report; outside these a value is a receiver bug or a forged
+# sentence (a valid checksum proves nothing), and is marked invalid instead of published.
+MAX_SPEED_MPS = 340.0  # the speed of sound: no vehicle a unit rides in is faster
+RANGES: dict[str, tuple[float, float]] = {
+    "lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "speed_mps": (0.0, MAX_SPEED_MPS), "heading": (0.0, 360.0),
+    # The Dead Sea shore is at -430 m; civilian receivers stop reporting above 18 km.
+    "altitude_m": (-1000.0, 18_000.0),
+    "hdop": (0.0, 99.99), "satellites": (0, 99),
+}
+
+
+def in_range(name: str, value: object) -> bool:
+    """Whether a reported value is one a receiver could truthfully send for field `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    lo, hi = RANGES[name]
+    return math.isfinite(value) and lo <= value <= hi
 
 
 @dataclass(frozen=True)
@@ -30,6 +49,9 @@ class Fix:
     hdop: float | None = None
     altitude_m: float | None = None
     utc_ms: int | None = None  # the receiver's own time of the fix, when it sent a date
+    # Fields the receiver sent out of range (see RANGES), left out above; "position" for a lat or
+    # lon, "utc" for an impossible date.
+    invalid: tuple[str, ...] = ()
 
     @property
     def has_position(self) -> bool:
@@ -44,7 +66,8 @@ def fix_dict(fix: Fix | None, at_ms: int, stale_ms: int, source: str) -> dict[st
     A position older than `stale_ms` is still given (where the vehicle was last known) but marked
     `stale: true` with its age, so it can never pass for the current one."""
     if fix is None or not fix.has_position:
-        return {**NO_FIX, "source": source}
+        none = {**NO_FIX, "source": source}
+        return {**none, "invalid": list(fix.invalid)} if fix is not None and fix.invalid else none
     age = max(0, at_ms - fix.time_ms)
     d: dict[str, Any] = {"fix": fix.quality, "lat": round(fix.lat, 7), "lon": round(fix.lon, 7)}  # type: ignore[arg-type]
     if fix.speed_mps is not None:
@@ -58,6 +81,8 @@ def fix_dict(fix: Fix | None, at_ms: int, stale_ms: int, source: str) -> dict[st
         d["satellites"] = fix.satellites
     if fix.hdop is not None:
         d["hdop"] = round(fix.hdop, 2)
+    if fix.invalid:
+        d["invalid"] = list(fix.invalid)  # sent but impossible: not published as fact
     d["age_ms"] = int(age)
     d["stale"] = age > stale_ms
     d["source"] = source

@@ -1,6 +1,8 @@
 """NMEA 0183: RMC, GGA and VTG sentences from any talker (GP, GN, GL, GA, BD...), checksums
 verified. Sentences of one receiver epoch (same UTC time) are merged into one Fix; a broken line is
-counted and skipped, never guessed at."""
+counted and skipped, never guessed at. A field with a valid checksum but an impossible value (a
+negative speed, a latitude over 90, the 31st of February) is counted as out_of_range and marked
+invalid on the fix, never published."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from alprd.gps.fix import GGA_QUALITY, KNOT_MPS, Fix
+from alprd.gps.fix import GGA_QUALITY, KNOT_MPS, Fix, in_range
 
 DAY_MS = 86_400_000
 
@@ -73,28 +75,42 @@ def _f(s: str) -> float | None:
 def _coord(value: str, hemi: str, deg_digits: int) -> float | None:
     if not value or not hemi:
         return None
-    deg = int(value[:deg_digits])
-    minutes = float(value[deg_digits:])
-    if minutes >= 60 or hemi not in "NSEW":
+    head = value[:deg_digits]
+    if not head.isdigit() or hemi not in (("N", "S") if deg_digits == 2 else ("E", "W")):
         raise ValueError(value)
-    v = deg + minutes / 60.0
-    return -v if hemi in "SW" else v
+    minutes = float(value[deg_digits:])
+    if not 0 <= minutes < 60:
+        raise ValueError(value)
+    v = int(head) + minutes / 60.0
+    return -v if hemi in ("S", "W") else v
 
 
 def _tod_ms(hhmmss: str) -> int | None:
     if not hhmmss:
         return None
+    if not hhmmss[:4].isdigit():
+        raise ValueError(hhmmss)
     h, m, s = int(hhmmss[0:2]), int(hhmmss[2:4]), float(hhmmss[4:])
-    if h > 23 or m > 59 or s >= 61:
+    if h > 23 or m > 59 or not 0 <= s < 61:
         raise ValueError(hhmmss)
     return int(round((h * 3600 + m * 60 + s) * 1000))
 
 
+class OutOfRange(ValueError):
+    """A field that parses but cannot be true."""
+
+
 def _date_ms(ddmmyy: str) -> int | None:
-    if not ddmmyy or len(ddmmyy) != 6:
+    if not ddmmyy:
         return None
+    if len(ddmmyy) != 6 or not ddmmyy.isdigit():
+        raise OutOfRange(ddmmyy)
     d, mo, y = int(ddmmyy[0:2]), int(ddmmyy[2:4]), int(ddmmyy[4:6])
-    return calendar.timegm((2000 + y if y < 80 else 1900 + y, mo, d, 0, 0, 0)) * 1000
+    year = 2000 + y if y < 80 else 1900 + y
+    # timegm takes the 45th of the 13th month without a word: check the calendar first.
+    if not 1 <= mo <= 12 or not 1 <= d <= calendar.monthrange(year, mo)[1]:
+        raise OutOfRange(ddmmyy)
+    return calendar.timegm((year, mo, d, 0, 0, 0)) * 1000
 
 
 @dataclass
@@ -102,6 +118,7 @@ class _Epoch:
     tod_ms: int | None
     received_ms: int
     fields: dict[str, object] = field(default_factory=dict)
+    invalid: set[str] = field(default_factory=set)  # fields sent out of range in this epoch
 
 
 class NmeaParser:
@@ -145,6 +162,37 @@ class NmeaParser:
 
     # --- sentences -------------------------------------------------------------------------
 
+    def _bad(self, e: _Epoch, name: str) -> None:
+        self.counts["out_of_range"] += 1
+        e.invalid.add(name)
+
+    def _put(self, e: _Epoch, name: str, value: float | int | None, first: bool = False) -> None:
+        """Set an epoch's field if the value is possible; `first`: keep one already set."""
+        if value is None:
+            return
+        if not in_range(name, value):
+            self._bad(e, name)
+        elif first:
+            e.fields.setdefault(name, value)
+        else:
+            e.fields[name] = value
+
+    def _position(self, e: _Epoch, lat: float | None, lon: float | None) -> None:
+        if lat is None or lon is None:
+            return
+        if in_range("lat", lat) and in_range("lon", lon):
+            e.fields.update(lat=lat, lon=lon)
+        else:
+            self._bad(e, "position")
+
+    def _course(self, e: _Epoch, course: float | None, first: bool = False) -> None:
+        if course is None:
+            return
+        if not in_range("heading", course):  # -10 or 720 is no course at all
+            self._bad(e, "heading")
+            return
+        self._put(e, "heading", course % 360.0, first)  # 360 is north as much as 0 is
+
     def _epoch_for(self, tod: int | None, received_ms: int) -> _Epoch:
         if self._epoch is None or tod != self._epoch.tod_ms:
             self._epoch = _Epoch(tod, received_ms)
@@ -158,21 +206,24 @@ class NmeaParser:
         if len(f) < 10:
             raise ValueError("short RMC")
         tod = _tod_ms(f[1])
-        date = _date_ms(f[9])
+        e = self._epoch_for(tod, received_ms)
+        try:
+            date = _date_ms(f[9])
+        except ValueError:  # OutOfRange included
+            # Not taken: the clock goes on from the last real date, or stays unknown without one.
+            self._bad(e, "utc")
+            date = None
         if date is not None:
             self._date_ms, self._day_offset = date, 0
-        e = self._epoch_for(tod, received_ms)
         mode = f[12][:1] if len(f) > 12 else ""
         valid = f[2] == "A" and mode != "N"
         e.fields["rmc_quality"] = (MODE_QUALITY.get(mode, "gps") if mode else "gps") if valid else "none"
         lat, lon = _coord(f[3], f[4], 2), _coord(f[5], f[6], 3)
-        if valid and lat is not None and lon is not None:
-            e.fields.update(lat=lat, lon=lon)
+        if valid:
+            self._position(e, lat, lon)
         kn, course = _f(f[7]), _f(f[8])
-        if kn is not None:
-            e.fields.setdefault("speed_mps", kn * KNOT_MPS)
-        if course is not None:
-            e.fields.setdefault("heading", course % 360.0)
+        self._put(e, "speed_mps", None if kn is None else kn * KNOT_MPS, first=True)
+        self._course(e, course, first=True)
         return self._fix()
 
     def _gga(self, f: list[str], received_ms: int) -> Fix | None:
@@ -181,16 +232,16 @@ class NmeaParser:
             raise ValueError("short GGA")
         e = self._epoch_for(_tod_ms(f[1]), received_ms)
         q = int(f[6]) if f[6] else 0
-        e.fields["gga_quality"] = GGA_QUALITY.get(q, "gps")
+        if q not in GGA_QUALITY:  # no such fix type: the sentence's position is not vouched for
+            self._bad(e, "quality")
+            return self._fix()
+        e.fields["gga_quality"] = GGA_QUALITY[q]
         lat, lon = _coord(f[2], f[3], 2), _coord(f[4], f[5], 3)
-        if q and lat is not None and lon is not None:
-            e.fields.update(lat=lat, lon=lon)
-        if f[7]:
-            e.fields["satellites"] = int(f[7])
-        if f[8]:
-            e.fields["hdop"] = _f(f[8])
-        if f[9]:
-            e.fields["altitude_m"] = _f(f[9])
+        if q:
+            self._position(e, lat, lon)
+        self._put(e, "satellites", int(f[7]) if f[7] else None)
+        self._put(e, "hdop", _f(f[8]))
+        self._put(e, "altitude_m", _f(f[9]))
         return self._fix()
 
     def _vtg(self, f: list[str], received_ms: int) -> Fix | None:
@@ -204,11 +255,10 @@ class NmeaParser:
         self.new_epoch = False
         course, kmh, kn = _f(f[1]), _f(f[7]), _f(f[5])
         if kmh is not None:
-            self._epoch.fields["speed_mps"] = kmh / 3.6  # km/h is the finer of VTG's two speeds
+            self._put(self._epoch, "speed_mps", kmh / 3.6)  # km/h is the finer of VTG's two speeds
         elif kn is not None:
-            self._epoch.fields["speed_mps"] = kn * KNOT_MPS
-        if course is not None:
-            self._epoch.fields["heading"] = course % 360.0
+            self._put(self._epoch, "speed_mps", kn * KNOT_MPS)
+        self._course(self._epoch, course)
         return self._fix()
 
     def _fix(self) -> Fix:
@@ -226,13 +276,16 @@ class NmeaParser:
             utc = self._date_ms + self._day_offset * DAY_MS + e.tod_ms
         if e.tod_ms is not None:
             self._last_tod = e.tod_ms
+        # Invalid stays said only while no good value of the same field came in this epoch.
+        present = {"position": "lat" in fl, "utc": utc is not None, "quality": "gga_quality" in fl}
+        invalid = tuple(sorted(n for n in e.invalid if not present.get(n, n in fl)))
         return Fix(
             time_ms=e.received_ms, quality=quality,
             lat=fl.get("lat") if quality != "none" else None,  # type: ignore[arg-type]
             lon=fl.get("lon") if quality != "none" else None,  # type: ignore[arg-type]
             speed_mps=fl.get("speed_mps"), heading=fl.get("heading"),  # type: ignore[arg-type]
             satellites=fl.get("satellites"), hdop=fl.get("hdop"), altitude_m=fl.get("altitude_m"),  # type: ignore[arg-type]
-            utc_ms=utc,
+            utc_ms=utc, invalid=invalid,
         )
 
 

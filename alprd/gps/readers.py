@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from alprd.errors import ConfigError
-from alprd.gps.fix import Fix, FixHistory
+from alprd.gps.fix import Fix, FixHistory, in_range
 from alprd.gps.nmea import DAY_MS, NmeaParser
+from alprd.safe_yaml import read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,53 @@ BAUD = {4800: termios.B4800, 9600: termios.B9600, 19200: termios.B19200, 38400: 
 # gpsd TPV "status": what kind of fix the receiver reports (gpsd 3.20+).
 GPSD_STATUS = {0: "gps", 1: "gps", 2: "dgps", 3: "rtk", 4: "float_rtk", 5: "estimated", 6: "estimated",
                7: "none", 8: "simulation"}
+GPSD_CLASSES = ("VERSION", "DEVICES", "DEVICE", "WATCH", "TPV", "SKY", "GST", "ATT", "TOFF", "PPS", "OSC",
+                "POLL", "ERROR", "RTCM2", "RTCM3", "AIS", "SUBFRAME", "RAW", "IMU")
+
+
+MAX_GPSD_LINE = 64 << 10  # gpsd's biggest reports (SKY with every satellite) are a few KiB
+MAX_NMEA_LINE = 4096  # a sentence is at most 82 characters; no newline in 4 KiB: not NMEA (wrong baud rate?)
+MAX_NMEA_LOG_BYTES = 512 << 20  # a day's drive at 10 Hz is about 250 MB
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class LineSplitter:
+    """Bytes from a stream cut into lines, none longer than `max_len`: a peer that never sends a
+    newline costs at most `max_len` bytes of buffer, and the over-long line is dropped and counted
+    (`overlong`), up to the next newline."""
+
+    def __init__(self, max_len: int):
+        self.max_len = max_len
+        self.overlong = 0
+        self._buf = b""
+        self._dropping = False  # inside an over-long line: wait for its end
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buf = self._buf + chunk
+        if self._dropping:
+            end = buf.find(b"\n")
+            if end < 0:
+                self._buf = b""
+                return []
+            buf, self._dropping = buf[end + 1:], False
+        *lines, rest = buf.split(b"\n")
+        out = []
+        for line in lines:
+            if len(line) > self.max_len:
+                self.overlong += 1
+            else:
+                out.append(line)
+        if len(rest) > self.max_len:
+            self.overlong += 1
+            rest, self._dropping = b"", True
+        self._buf = rest
+        return out
+
+    def pending(self) -> int:
+        return len(self._buf)
 
 
 class LiveReader:
@@ -68,6 +112,12 @@ class LiveReader:
                 self.counts["errors"] += 1
                 if self.state != "reconnecting":
                     log.warning("gps %s: %s; reconnecting with backoff", self.name, e.strerror or e)
+                self.state = "reconnecting"
+            except Exception as e:  # a receiver's bytes must never end the thread for good
+                self.counts["errors"] += 1
+                if self.state != "reconnecting":
+                    log.error("gps %s: unexpected %s reading the receiver; reconnecting with backoff",
+                              self.name, type(e).__name__)
                 self.state = "reconnecting"
             if not self._stop.is_set():
                 self._stop.wait(delay)
@@ -108,7 +158,7 @@ class SerialNmeaReader(LiveReader):
         fd = self._open()
         self.state = "running"
         log.info("gps serial: reading %s at %d baud", self.device, self.baud)
-        buf = b""
+        lines = LineSplitter(MAX_NMEA_LINE)
         try:
             while not self._stop.is_set():
                 ready, _, _ = select.select([fd], [], [], 0.5)
@@ -117,13 +167,10 @@ class SerialNmeaReader(LiveReader):
                 chunk = os.read(fd, 4096)
                 if not chunk:
                     raise OSError("device closed")
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
+                before = lines.overlong
+                for line in lines.feed(chunk):
                     self._line(line)
-                if len(buf) > 4096:  # no newline in 4 KiB: not NMEA (wrong baud rate?)
-                    self.parser.counts["garbage"] += 1
-                    buf = b""
+                self.parser.counts["garbage"] += lines.overlong - before
         finally:
             os.close(fd)
 
@@ -153,7 +200,7 @@ class GpsdReader(LiveReader):
             s.settimeout(1.0)
             self.state = "running"
             log.info("gps gpsd: watching %s:%d", self.host, self.port)
-            buf = b""
+            lines = LineSplitter(MAX_GPSD_LINE)
             while not self._stop.is_set():
                 try:
                     chunk = s.recv(65536)
@@ -161,27 +208,38 @@ class GpsdReader(LiveReader):
                     continue
                 if not chunk:
                     raise OSError("gpsd closed the connection")
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
+                before = lines.overlong
+                for line in lines.feed(chunk):
                     self.handle(line, now_ms())
+                if lines.overlong > before:
+                    self.counts["overlong"] += lines.overlong - before
 
     def handle(self, line: bytes, received_ms: int) -> Fix | None:
+        if not line.strip():
+            return None
         try:
             msg = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or '[' nested past the parser's limit
             self.counts["garbage"] += 1
             return None
         if not isinstance(msg, dict):
             self.counts["garbage"] += 1
             return None
         cls = msg.get("class")
-        self.counts[f"{str(cls).lower()}"] += 1
+        if cls not in GPSD_CLASSES:  # a counter per name the peer makes up would grow without bound
+            self.counts["unsupported"] += 1
+            return None
+        self.counts[cls.lower()] += 1
         if cls == "SKY":
             used = msg.get("uSat")
             if used is None and isinstance(msg.get("satellites"), list):
-                used = sum(1 for sat in msg["satellites"] if isinstance(sat, dict) and sat.get("used"))
-            self._sky = {"satellites": used, "hdop": msg.get("hdop")}
+                used = sum(1 for sat in msg["satellites"] if isinstance(sat, dict) and sat.get("used") is True)
+            hdop = msg.get("hdop")
+            for name, value in (("satellites", used), ("hdop", hdop)):
+                if value is not None and not in_range(name, value):
+                    self.counts["out_of_range"] += 1
+            self._sky = {"satellites": used if in_range("satellites", used) and isinstance(used, int) else None,
+                         "hdop": float(hdop) if in_range("hdop", hdop) else None}
             return None
         if cls != "TPV":
             return None
@@ -194,19 +252,41 @@ class GpsdReader(LiveReader):
         return fix
 
     def _tpv(self, m: dict[str, Any], received_ms: int) -> Fix:
-        mode = int(m.get("mode", 0))
+        mode = m.get("mode", 0)
+        if not isinstance(mode, int) or isinstance(mode, bool):
+            raise ValueError("mode")
+        invalid: list[str] = []
         utc = None
         if isinstance(m.get("time"), str):
             utc = int(datetime.fromisoformat(m["time"].replace("Z", "+00:00")).timestamp() * 1000)
-        if mode < 2 or "lat" not in m or "lon" not in m:
-            return Fix(received_ms, "none", utc_ms=utc)
-        quality = GPSD_STATUS.get(int(m.get("status", 1)), "gps")
-        alt = m.get("altMSL", m.get("alt"))
-        return Fix(received_ms, quality, lat=float(m["lat"]), lon=float(m["lon"]),
-                   speed_mps=float(m["speed"]) if m.get("speed") is not None else None,
-                   heading=float(m["track"]) % 360 if m.get("track") is not None else None,
+
+        def checked(name: str, value: Any) -> float | None:
+            if value is None:
+                return None
+            if not in_range(name, value):
+                invalid.append(name)
+                return None
+            return float(value)
+
+        lat, lon = m.get("lat"), m.get("lon")
+        if mode >= 2 and lat is not None and lon is not None and not (in_range("lat", lat) and in_range("lon", lon)):
+            invalid.append("position")
+            mode = 0
+        if mode < 2 or lat is None or lon is None:
+            if invalid:
+                self.counts["out_of_range"] += len(invalid)
+            return Fix(received_ms, "none", utc_ms=utc, invalid=tuple(invalid))
+        status = m.get("status", 1)
+        quality = GPSD_STATUS.get(status, "gps") if isinstance(status, int) else "gps"
+        speed = checked("speed_mps", m.get("speed"))
+        track = checked("heading", m.get("track"))
+        alt = checked("altitude_m", m.get("altMSL", m.get("alt"))) if mode == 3 else None
+        if invalid:
+            self.counts["out_of_range"] += len(invalid)
+        return Fix(received_ms, quality, lat=float(lat), lon=float(lon), speed_mps=speed,
+                   heading=track % 360 if track is not None else None,
                    satellites=self._sky.get("satellites"), hdop=self._sky.get("hdop"),
-                   altitude_m=float(alt) if alt is not None and mode == 3 else None, utc_ms=utc)
+                   altitude_m=alt, utc_ms=utc, invalid=tuple(invalid))
 
 
 class NmeaLog:
@@ -218,9 +298,9 @@ class NmeaLog:
         self.parser = NmeaParser()
         self.history = FixHistory(max_len=None)
         try:
-            text = self.path.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"gps.log: cannot read {self.path} ({e.strerror})") from None
+            text = read_regular_file(self.path, what="NMEA log", max_bytes=MAX_NMEA_LOG_BYTES)
+        except ConfigError as e:
+            raise ConfigError(f"gps.log: cannot read {self.path} ({str(e).split(': ', 1)[-1]})") from None
         raw: list[Fix] = []
         base_day = 0
         last_tod = None
@@ -239,8 +319,7 @@ class NmeaLog:
                     base_day += DAY_MS
                 last_tod = tod
                 t = base_day + tod
-            fix = Fix(t, fix.quality, fix.lat, fix.lon, fix.speed_mps, fix.heading, fix.satellites, fix.hdop,
-                      fix.altitude_m, fix.utc_ms)
+            fix = Fix(t, *_rest(fix))
             if raw and not self.parser.new_epoch:
                 raw[-1] = fix
             else:
@@ -261,4 +340,4 @@ class NmeaLog:
 
 
 def _rest(f: Fix) -> tuple:
-    return (f.quality, f.lat, f.lon, f.speed_mps, f.heading, f.satellites, f.hdop, f.altitude_m, f.utc_ms)
+    return (f.quality, f.lat, f.lon, f.speed_mps, f.heading, f.satellites, f.hdop, f.altitude_m, f.utc_ms, f.invalid)

@@ -1,7 +1,8 @@
 """Hotlist loading, reloading and tolerant matching.
 
 File formats (plate and reason required; priority defaults to 1; expiry optional, ISO date or
-date-time in UTC, or Unix seconds):
+date-time in UTC, or Unix seconds). A bad row is skipped, counted and logged as file:line; the
+rest of the list loads:
   CSV:  plate,reason,priority,expires      (a header row is required)
   YAML: a list of {plate, reason, priority, expires}, or {entries: [...]}
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import logging
 import os
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from alprd.errors import ConfigError
+from alprd.safe_yaml import LineDict, decode_text, parse_yaml, read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -62,88 +65,187 @@ class HotlistMatch:
 
 
 class HotlistError(ValueError):
-    pass
+    sha256 = ""  # of the file refused, when it could be read
+
+
+MAX_HOTLIST_BYTES = 64 << 20  # about two million CSV rows
+MAX_PLATE_CHARS = 16  # no plate scheme comes near; a longer "plate" would make the edit index explode
+MAX_REASON_CHARS = 256  # the reason goes into every hit payload
+MAX_PRIORITY = 1_000_000
+MAX_REPORTED = 20  # bad rows logged one by one; the rest only counted
+COLUMNS = ("plate", "reason", "priority", "expires")
+_LATEST_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
+
+
+@dataclass(frozen=True)
+class HotlistFile:
+    """A hotlist file as loaded: its good entries, and the rows skipped as bad."""
+
+    entries: list[HotlistEntry]
+    skipped: int = 0
+    problems: tuple[str, ...] = ()  # "file:line: what is wrong" for the first MAX_REPORTED skipped rows
+    sha256: str = ""  # of the bytes loaded
+
+
+def _said(value: Any) -> str:
+    """A bad value as a message may show it: short, printable, never a whole row."""
+    text = repr(value)
+    return text if len(text) <= 24 and text.isprintable() else f"({type(value).__name__} of {len(str(value))} characters)"
 
 
 def _parse_expiry(value: Any, where: str) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value * 1000)
-    if isinstance(value, dt.datetime):
-        d = value
-    elif isinstance(value, dt.date):
-        d = dt.datetime(value.year, value.month, value.day) + dt.timedelta(days=1)  # through that day
-    else:
-        s = str(value).strip()
-        try:
+    if isinstance(value, bool):
+        raise HotlistError(f"{where}: expires {value!r} is not a date")
+    try:
+        if isinstance(value, (int, float)):
+            ms = value * 1000
+            if not 0 <= ms <= _LATEST_MS:
+                raise OverflowError
+            return int(ms)
+        if isinstance(value, dt.datetime):
+            d = value
+        elif isinstance(value, dt.date):
+            d = dt.datetime(value.year, value.month, value.day) + dt.timedelta(days=1)  # through that day
+        else:
+            s = str(value).strip()
             if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
                 d = dt.datetime.fromisoformat(s) + dt.timedelta(days=1)
             else:
                 d = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
-        except ValueError:
-            raise HotlistError(f"{where}: expires {value!r} is not a date (YYYY-MM-DD), ISO date-time "
-                               "or Unix seconds") from None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.timezone.utc)
-    return int(d.timestamp() * 1000)
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=dt.timezone.utc)
+        return int(d.timestamp() * 1000)
+    except (ValueError, OverflowError):
+        raise HotlistError(f"{where}: expires {_said(value)} is not a date (YYYY-MM-DD), ISO date-time "
+                           "or Unix seconds up to the year 9999") from None
 
 
-def _entry(row: dict[str, Any], where: str) -> HotlistEntry:
+def _entry(row: Any, where: str) -> HotlistEntry:
+    """One row; HotlistError naming what is wrong, never the plate (plate text stays out of logs)."""
     if not isinstance(row, dict):
-        raise HotlistError(f"{where}: expected plate, reason, priority, expires; got {row!r}")
-    unknown = set(row) - {"plate", "reason", "priority", "expires"}
+        raise HotlistError(f"{where}: expected a mapping of {', '.join(COLUMNS)}; got a {type(row).__name__}")
+    unknown = [str(k) for k in row if k not in COLUMNS]
     if unknown:
-        raise HotlistError(f"{where}: unknown column(s) {', '.join(sorted(map(str, unknown)))}; "
-                           "valid: plate, reason, priority, expires")
-    plate = normalise_plate(row.get("plate") or "")
+        raise HotlistError(f"{where}: unknown column(s) {', '.join(_said(k) for k in sorted(unknown)[:3])}; "
+                           f"valid: {', '.join(COLUMNS)}")
+    raw_plate = row.get("plate")
+    if not isinstance(raw_plate, (str, int)) or isinstance(raw_plate, bool):
+        raise HotlistError(f"{where}: plate is missing or has no letters or digits")
+    plate = normalise_plate(raw_plate)
     if not plate:
         raise HotlistError(f"{where}: plate is missing or has no letters or digits")
+    if len(plate) > MAX_PLATE_CHARS:
+        raise HotlistError(f"{where}: plate has {len(plate)} letters and digits; at most {MAX_PLATE_CHARS}")
     reason = str(row.get("reason") or "").strip()
     if not reason:
         raise HotlistError(f"{where}: reason is missing for plate entry")
+    if len(reason) > MAX_REASON_CHARS:
+        raise HotlistError(f"{where}: reason has {len(reason)} characters; at most {MAX_REASON_CHARS}")
     prio = row.get("priority")
     try:
+        if isinstance(prio, bool) or (isinstance(prio, float) and not prio.is_integer()):
+            raise ValueError
         priority = 1 if prio in (None, "") else int(prio)
-    except (TypeError, ValueError):
-        raise HotlistError(f"{where}: priority {prio!r} is not an integer") from None
+        if abs(priority) > MAX_PRIORITY:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise HotlistError(f"{where}: priority {_said(prio)} is not an integer between {-MAX_PRIORITY} and "
+                           f"{MAX_PRIORITY}") from None
     return HotlistEntry(plate, reason, priority, _parse_expiry(row.get("expires"), where))
 
 
-def load_hotlist(path: str | Path) -> list[HotlistEntry]:
-    """Entries of a CSV or YAML hotlist; raises HotlistError with one line saying what is wrong."""
-    p = Path(path)
+def _yaml_rows(p: Path, raw: bytes) -> list[tuple[Any, str]]:
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise HotlistError(f"{p}: hotlist file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise HotlistError(f"{p}: cannot read hotlist ({e})") from None
-    rows: list[Any]
-    if p.suffix.lower() in (".yaml", ".yml"):
+        data = parse_yaml(raw, source=p, what="hotlist", max_depth=8, lines=True)
+    except ConfigError as e:
+        raise HotlistError(str(e)) from None
+    if isinstance(data, dict) and "entries" in data:
+        data = data["entries"]
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise HotlistError(f"{p}: expected a list of entries (plate, reason, priority, expires)")
+    return [(row, f"{p}:{row.line}" if isinstance(row, LineDict) else f"{p}: entry {i + 1}")
+            for i, row in enumerate(data)]
+
+
+def _csv_rows(p: Path, raw: bytes) -> list[tuple[Any, str]]:
+    try:
+        text = decode_text(raw, p, "hotlist")
+    except ConfigError as e:
+        raise HotlistError(str(e)) from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+    except csv.Error:
+        header = []
+    if "plate" not in header:
+        raise HotlistError(f"{p}: the first row must be a header with plate,reason[,priority,expires]")
+    unknown = [h for h in header if h not in COLUMNS]
+    if unknown:
+        raise HotlistError(f"{p}:1: unknown column(s) {', '.join(_said(h) for h in unknown[:3])}; "
+                           f"valid: {', '.join(COLUMNS)}")
+    rows: list[tuple[Any, str]] = []
+    while True:
+        start = reader.line_num + 1  # a quoted field can span lines: the row's first one
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise HotlistError(f"{p}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
-        if isinstance(data, dict) and "entries" in data:
-            data = data["entries"]
-        if data is None:
-            data = []
-        if not isinstance(data, list):
-            raise HotlistError(f"{p}: expected a list of entries (plate, reason, priority, expires)")
-        rows = data
-        where = [f"{p}: entry {i + 1}" for i in range(len(rows))]
-    elif p.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "plate" not in [f.strip().lower() for f in reader.fieldnames]:
-            raise HotlistError(f"{p}: the first row must be a header with plate,reason[,priority,expires]")
-        rows = [{(k or "").strip().lower(): (v.strip() if isinstance(v, str) else v) for k, v in r.items()
-                 if k is not None} for r in reader]
-        where = [f"{p}: line {i + 2}" for i in range(len(rows))]
-    else:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:  # an over-long field, a stray quote: this row only
+            rows.append((ValueError(str(e).split(":")[0]), f"{p}:{start}"))
+            continue
+        if not fields:
+            continue
+        rows.append(({k: v.strip() for k, v in zip(header, fields)}, f"{p}:{start}"))
+    return rows
+
+
+def read_hotlist(path: str | Path) -> HotlistFile:
+    """The entries of a CSV or YAML hotlist, bad rows skipped and counted. HotlistError (one line)
+    when the file itself cannot be used: unreadable, not CSV/YAML, no header, or not one good row."""
+    p = Path(path)
+    parse = {".yaml": _yaml_rows, ".yml": _yaml_rows, ".csv": _csv_rows}.get(p.suffix.lower())
+    if parse is None:
         raise HotlistError(f"{p}: unknown hotlist type; use a .csv or .yaml file")
-    return [_entry(r, w) for r, w in zip(rows, where)]
+    try:
+        raw = read_regular_file(p, what="hotlist", max_bytes=MAX_HOTLIST_BYTES)
+    except ConfigError as e:
+        raise HotlistError(str(e)) from None
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        return _entries(parse(p, raw), digest)
+    except HotlistError as e:
+        e.sha256 = digest
+        raise
+
+
+def _entries(rows: list[tuple[Any, str]], digest: str) -> HotlistFile:
+    entries: list[HotlistEntry] = []
+    problems: list[str] = []
+    skipped = 0
+    for row, where in rows:
+        try:
+            if isinstance(row, ValueError):
+                raise HotlistError(f"{where}: not a CSV row ({row})")
+            entries.append(_entry(row, where))
+        except HotlistError as e:
+            skipped += 1
+            if len(problems) < MAX_REPORTED:
+                problems.append(str(e))
+    if skipped and not entries:
+        # Every row bad is a broken file (a wrong delimiter, a half-written copy), not a list to
+        # replace the current one with nothing.
+        raise HotlistError(f"{problems[0]}; none of its {skipped} row(s) is valid, so the file is refused")
+    return HotlistFile(entries, skipped, tuple(problems), digest)
+
+
+def load_hotlist(path: str | Path) -> list[HotlistEntry]:
+    """Entries of a CSV or YAML hotlist (bad rows skipped); raises HotlistError with one line saying
+    what is wrong when the file cannot be used at all."""
+    return read_hotlist(path).entries
 
 
 def _edit_distance(a: str, b: str, limit: int) -> int:
@@ -181,6 +283,8 @@ class Hotlist:
         self._index: dict[str, list[HotlistEntry]] = {}
         self.entries: list[HotlistEntry] = []
         self.error = ""
+        self.skipped = 0  # bad rows left out of the current list
+        self.sha256 = ""  # of the file last read, loaded or refused ("" if it could not be read)
         self.loaded_ms = 0
         self.loads = 0
         self._mtime: tuple[float, int] | None = None
@@ -200,22 +304,31 @@ class Hotlist:
             return False
         self._mtime = stamp
         try:
-            entries = load_hotlist(self.path)
+            loaded = read_hotlist(self.path)
         except HotlistError as e:
             with self._lock:
                 self.error = str(e)
+                self.sha256 = e.sha256
             log.error("hotlist: %s; keeping the previous list (%d entries)", e, len(self.entries))
             return False
+        entries = loaded.entries
+        for problem in loaded.problems:
+            log.warning("hotlist: %s; row skipped", problem)
+        if loaded.skipped > len(loaded.problems):
+            log.warning("hotlist: %d more bad rows in %s skipped", loaded.skipped - len(loaded.problems), self.path)
         index: dict[str, list[HotlistEntry]] = {}
         for e in entries:
             for d in _deletes(self._key(e.plate), self.max_edits):
                 index.setdefault(d, []).append(e)
         with self._lock:
             self.entries, self._index = entries, index
+            self.skipped = loaded.skipped
+            self.sha256 = loaded.sha256
             self.error = ""
             self.loaded_ms = int(time.time() * 1000)
             self.loads += 1
-        log.info("hotlist: %d entries loaded from %s", len(entries), self.path)
+        log.info("hotlist: %d entries loaded from %s%s", len(entries), self.path,
+                 f" ({loaded.skipped} bad rows skipped)" if loaded.skipped else "")
         return True
 
     def poll(self) -> bool:
@@ -253,5 +366,5 @@ class Hotlist:
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            return {"path": self.path, "entries": len(self.entries), "loaded_ms": self.loaded_ms,
-                    "error": self.error}
+            return {"path": self.path, "entries": len(self.entries), "skipped": self.skipped,
+                    "loaded_ms": self.loaded_ms, "error": self.error}

@@ -16,11 +16,10 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from alprd.config import Config, MqttConfig, RetentionConfig, _build
 from alprd.errors import ConfigError
 from alprd.privacy.minimise import MODES
+from alprd.safe_yaml import MAX_CONFIG_BYTES, parse_yaml, read_regular_file
 
 HOUR_MS = 3_600_000
 BUILTIN_CAP_H = 720.0  # 30 days: the built-in default, used only without a policy file
@@ -110,16 +109,20 @@ def _fingerprint(value: str) -> str:
 def load_policy(path: str | Path) -> tuple[Policy, str]:
     p = Path(path)
     try:
-        raw = p.read_bytes()
-        data = yaml.safe_load(raw.decode()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: policy file not found (config key policy:)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read the policy file ({e})") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {getattr(e, 'problem', e)}") from None
+        raw = read_regular_file(p, what="policy", max_bytes=MAX_CONFIG_BYTES)
+        data = parse_yaml(raw, source=p, what="policy")
+    except ConfigError as e:
+        raise ConfigError(f"{e} (config key policy:)") from None
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
+    policy_keys = {f.name for f in dataclasses.fields(Policy)} - {"any_destination"}
+    if data and not policy_keys & set(map(str, data)):
+        # Not the user's policy with a typo but some other file (a wrong path, a symlink to a
+        # system file): its keys are its content, so none is named.
+        raise ConfigError(f"{p}: not a policy file (none of its {len(data)} top-level keys is one of "
+                          f"{', '.join(sorted(policy_keys))}) (config key policy:)")
     if "any_destination" in data:
         raise ConfigError(f"{p}: any_destination: a policy file lists its destinations")
     try:
@@ -155,11 +158,15 @@ def is_loopback(host: str) -> bool:
 def ca_fingerprint(path: str) -> str:
     """sha256 of the first certificate (DER) in a PEM file: what `openssl x509 -noout -fingerprint
     -sha256 -in FILE` prints, stable across PEM re-wrapping."""
-    text = Path(path).read_text(errors="replace")
+    text = read_regular_file(path, what="CA certificate", max_bytes=MAX_CONFIG_BYTES).decode("ascii", "replace")
     m = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
     if not m:
         raise ConfigError(f"{path}: no PEM certificate in the file")
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(m.group(0))).hexdigest()
+    try:
+        der = ssl.PEM_cert_to_DER_cert(m.group(0))
+    except ValueError:  # broken base64 between the markers
+        raise ConfigError(f"{path}: the PEM certificate in the file is not valid base64") from None
+    return hashlib.sha256(der).hexdigest()
 
 
 def enforce(cfg: Config) -> Enforced:

@@ -20,6 +20,7 @@ import numpy as np
 
 from alprd.config import CameraConfig
 from alprd.motion import Motion, motion_detector
+from alprd.sources.still import ImageRefused, load_still
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +161,11 @@ class ImageFolderSource(Source):
         for i, p in enumerate(files):
             if stop.is_set():
                 return
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
+            try:
+                img = load_still(p)  # a decompression bomb is refused from its header, not decoded
+            except ImageRefused as e:
                 self.status.errors += 1
-                log.error("camera %s: %s is not a readable image; skipped", self.cam.id, p)
+                log.error("camera %s: %s; skipped", self.cam.id, e)
                 continue
             self.status.frames += 1
             yield Frame(self.cam.id, i, int(p.stat().st_mtime * 1000), img)

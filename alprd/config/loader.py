@@ -13,11 +13,21 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from alprd.config.mqtt import MqttConfig
 from alprd.config.unit import Config
 from alprd.errors import ConfigError
+from alprd.safe_yaml import load_yaml, shorten_quoted
+
+# Any integer or number setting: far past every sensible value, and inside what the C libraries the
+# values reach (SQLite, OpenCV, onnxruntime, threading timeouts) take without overflowing.
+INT_LIMIT = 2**31 - 1
+FLOAT_LIMIT = 1e9
+
+
+def _show(value: Any) -> str:
+    """A value as an error may quote it: one short line, however long the setting was."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _type_name(tp: Any) -> str:
@@ -57,21 +67,27 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return build(tp, value, where)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
         return value
     if tp is int:
+        # A float is refused even when whole (1.0e+26 is not a row count); so is an integer past
+        # INT_LIMIT, which would overflow where the setting is used.
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
+        if abs(value) > INT_LIMIT:
+            raise ConfigError(f"{where}: {_show(value)} is out of range; use an integer between {-INT_LIMIT} and {INT_LIMIT}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+        if abs(value) > FLOAT_LIMIT:
+            raise ConfigError(f"{where}: {_show(value)} is out of range; use a number between -1e9 and 1e9")
         return float(value)
     if tp is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_show(value)}")
         return value
     raise ConfigError(f"{where}: unsupported setting type {tp}")  # pragma: no cover
 
@@ -98,21 +114,9 @@ _build = build  # the name alprd.privacy.policy imports
 
 
 def _read_yaml(p: Path) -> Any:
-    """The file parsed as YAML; the one place a config file is read, so the parser can be swapped."""
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read config file ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a text file (expected UTF-8 YAML)") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    """The file parsed as YAML: regular files only, size and nesting capped, no aliases or duplicate
+    keys, and errors that never quote the file's text (alprd.safe_yaml)."""
+    return load_yaml(p, what="config")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -120,6 +124,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     data = _read_yaml(p) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of settings at the top level")
+    if data and not {f.name for f in dataclasses.fields(Config)} & set(map(str, data)):
+        # Some other YAML file (a wrong path): its keys are its content, so none is named.
+        raise ConfigError(f"{p}: not an alprd config file (none of its {len(data)} top-level keys is a setting "
+                          "such as unit_id or cameras)")
     try:
         cfg = build(Config, data, "")
     except ConfigError as e:
@@ -128,7 +136,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     try:
         cfg.validate(p.resolve().parent)
     except ConfigError as e:
-        raise ConfigError(f"{p}: {e}") from None
+        raise ConfigError(f"{p}: {shorten_quoted(str(e))}") from None
     return resolve_paths(cfg, p.resolve().parent)
 
 

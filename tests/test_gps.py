@@ -26,7 +26,7 @@ from alprd.gps.readers import GpsdReader, NmeaLog, SerialNmeaReader
 from alprd.sources.sources import Frame
 
 REPO = Path(__file__).resolve().parents[1]
-READ_SCHEMA = json.loads((REPO / "alprd" / "schema" / "read-v1.schema.json").read_text())
+READ_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())
 T0 = calendar.timegm((2026, 11, 21, 10, 0, 0)) * 1000
 
 # The NMEA 0183 reference examples (checksums as published).

@@ -32,7 +32,7 @@ from alprd.recognition.preprocess import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA_FILE = REPO / "alprd" / "schema" / "read-v1.schema.json"
+SCHEMA_FILE = REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json"
 
 
 # --- letterbox --------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from alprd.privacy.audit import AuditLog, verify
 from alprd.privacy.keys import audit_key, load_or_create_secret
 from alprd.privacy.minimise import is_hit
 from alprd.privacy.policy import enforce, privacy_paths
-from alprd.publish.outlets import Outlet
+from alprd.publish.outlets import Outlets
 from alprd.recognition.recognizer import Recognizer
 from alprd.sources.sources import Frame, Source, open_source, put_unless_stopped
 
@@ -68,8 +68,7 @@ class Daemon:
         self.audit = AuditLog(audit_file, audit_key(self._secret), cfg.unit_id)
         self.audit_chain = "new"  # what the start-up check of the existing log found (see audit_start)
         self.recognizer = recognizer or Recognizer.from_config(cfg.models)
-        self.outlets = [Outlet(cfg, d, self.policy) for d in self.policy.destinations]
-        self.spool, self.mqtt = self.outlets[0].spool, self.outlets[0].comm  # the primary (mqtt:) destination
+        self.outlets = Outlets(cfg, self.policy)
         self.purged: Counter[str] = Counter()
         self.sources: list[Source] = [open_source(c) for c in cfg.cameras if c.enabled]
         self.location = make_provider(cfg)
@@ -146,18 +145,15 @@ class Daemon:
         if not messages:
             return
         for m in messages:
-            for o in self.outlets:
-                o.put(m.kind, m.camera, m.payload, m.read_id, m.timestamp_ms, self._secret)
+            self.outlets.publish(m.kind, m.camera, m.payload, m.read_id, m.timestamp_ms, self._secret)
             if m.kind == "read" and m.payload.get("event") != "update":  # reads count vehicle passes
                 self.stats.add("reads", camera=m.camera)
             if m.kind == "hit":
                 self.stats.add("hits")
-                for o in self.outlets:
-                    o.comm.notify()  # an alert goes out now, not after the read stored behind it
+                self.outlets.send_now()  # an alert goes out now, not after the read stored behind it
             elif m.kind == "read" and is_hit(m.kind, m.payload):
                 self.stats.add("reads_with_hit")
-        for o in self.outlets:
-            o.comm.notify()
+        self.outlets.send_now()
 
     # --- status and stats -------------------------------------------------------------------
 
@@ -185,12 +181,9 @@ class Daemon:
             "reads": reads,
             "frames_skipped": {s.cam.id: s.status.skipped for s in self.sources},
             "queue_depth": self.frames.qsize(),
-            "spool_depth": self.spool.depth(),
-            "inflight": self.mqtt.inflight(),
-            "published": self.mqtt.published,
-            "dropped": {"spool_full": self.spool.counter("dropped_spool_full")},
+            **self.outlets.primary_counts(),
             "errors": errors,
-            "mqtt_connected": self.mqtt.connected,
+            "mqtt_connected": self.outlets.connected,
             "privacy": self.transparency(),
             # analysed / static (motion gate) / late (live frames skipped when the unit fell behind)
             "gate": {cam: g.snapshot() for cam, g in self.gates.items()},
@@ -216,15 +209,15 @@ class Daemon:
             reads, hits = sum(self.stats.reads.values()), self.stats.counts["hits"]
             reads_with_hit = self.stats.counts["reads_with_hit"]
         return {"policy_sha256": self.policy.sha256, "reads": reads, "hits": hits, "reads_with_hit": reads_with_hit,
-                "destinations": {o.name: o.stats() for o in self.outlets},
-                "purged": dict(self.purged), "refused": sum(o.comm.refused for o in self.outlets),
+                "destinations": self.outlets.stats(),
+                "purged": dict(self.purged), "refused": self.outlets.refused,
                 "audit_chain_at_start": self.audit_chain}
 
     def purge(self) -> dict[str, dict[str, int]]:
         """Retention: rows past their limit leave every spool; a receipt (counts only) goes to the audit log."""
         limits = self.policy.retention_ms()
         now_ms = int(time.time() * 1000)
-        receipt = {o.name: o.spool.purge(now_ms, limits) for o in self.outlets}
+        receipt = self.outlets.purge(now_ms, limits)
         total: Counter[str] = Counter()
         for counts in receipt.values():
             total.update(counts)
@@ -249,17 +242,13 @@ class Daemon:
         if last and last.get("config_sha256") != e.config_sha256:
             self.audit.append("config_change", file=self.cfg.source_file, old_sha256=last.get("config_sha256"),
                               new_sha256=e.config_sha256, old_destinations=last.get("destinations"),
-                              new_destinations=self._destinations())
+                              new_destinations=self.outlets.describe())
         if last and last.get("policy_sha256") != e.sha256:
             self.audit.append("policy_change", file=e.source, old_sha256=last.get("policy_sha256"), new_sha256=e.sha256)
         self.audit.append("start", version=__version__, config=self.cfg.source_file, config_sha256=e.config_sha256,
-                          policy=e.source, policy_sha256=e.sha256, destinations=self._destinations(),
+                          policy=e.source, policy_sha256=e.sha256, destinations=self.outlets.describe(),
                           retention_h=dataclasses.asdict(e.retention),
                           cameras=[s.cam.id for s in self.sources])
-
-    def _destinations(self) -> list[dict[str, Any]]:
-        return [{"name": o.name, "broker": o.address, "mode": o.mode, "include_crop": o.include_crop,
-                 "tls": o.comm.cfg.tls is not None, "pinned": bool(o.comm.pin_sha256)} for o in self.outlets]
 
     def audit_hotlist_change(self, source: str, sha256: str, entries: int, **details: Any) -> None:
         """For the hotlist loader: every change of the list the unit matches against is audited."""
@@ -281,14 +270,11 @@ class Daemon:
 
     def publish_checkpoint(self) -> dict[str, Any]:
         cp = self.audit.checkpoint()
-        body = json.dumps(cp).encode()
-        for o in self.outlets:
-            o.comm.publish_unspooled(o.comm.topic("audit"), body, qos=1, retain=True)
+        self.outlets.publish_checkpoint(cp)
         return cp
 
     def _flush_audit_batches(self, force: bool = False) -> None:
-        for o in self.outlets:
-            o.flush_batch(self.audit, self.cfg.privacy.audit_batch_n, self.cfg.privacy.audit_batch_s, force)
+        self.outlets.flush_audit_batches(self.audit, self.cfg.privacy.audit_batch_n, self.cfg.privacy.audit_batch_s, force)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -302,9 +288,8 @@ class Daemon:
         receipt = self.purge()
         self.audit.append("purge", at="start", counts=receipt, retention_h=dataclasses.asdict(self.policy.retention))
         self.publish_checkpoint()
-        for o in self.outlets:
-            o.comm.set_status(self.status())
-            o.comm.start()
+        self.outlets.publish_status(self.status())
+        self.outlets.start()
         last_purge = last_checkpoint = last_batch = time.monotonic()
         if self.location is not None:
             self.location.start()
@@ -332,13 +317,11 @@ class Daemon:
             states = json.dumps({c: v["state"] for c, v in st["cameras"].items()})
             if states != last_status:
                 last_status = states
-                for o in self.outlets:
-                    o.comm.set_status(st)
+                self.outlets.publish_status(st)
             now = time.monotonic()
             if now - last_stats >= self.cfg.stats_interval_s:
                 payload = self.stats_payload(now - last_stats, prev_frames)
-                for o in self.outlets:  # counts only: every destination gets them, whatever its mode
-                    o.comm.publish_unspooled(o.comm.topic("stats"), json.dumps(payload).encode())
+                self.outlets.publish_stats(payload)
                 prev_frames = Counter(payload["frames"])
                 last_stats = now
             if now - last_batch >= 1.0:
@@ -367,25 +350,14 @@ class Daemon:
             self._emit(p.finish())
         if self.location is not None:
             self.location.stop()
-        drain_s = 10.0 if until_sources_end else 5.0
-        deadline = time.monotonic() + drain_s
-        for o in self.outlets:
-            o.comm.set_status(self.status())
-            o.comm.drain(max(0.0, deadline - time.monotonic()))
+        self.outlets.publish_status(self.status())
+        self.outlets.drain(10.0 if until_sources_end else 5.0)
         self._flush_audit_batches(force=True)
         self.audit.append("stop", transparency=self.transparency())
         self.publish_checkpoint()
         # Final counts, so what a hits_only destination never saw is still counted there.
-        final = json.dumps(self.stats_payload(max(time.monotonic() - last_stats, 1e-3), prev_frames)).encode()
-        for o in self.outlets:
-            o.comm.publish_unspooled(o.comm.topic("stats"), final)
-        for o in self.outlets:
-            o.comm.stop(self.status(online=False), drain_s=0.0)
-            left = o.spool.depth()
-            if left:
-                log.warning("%s: %d message(s) stay in the spool and will be sent at the next start",
-                            o.comm.tag, left)
-            o.spool.close()
+        self.outlets.publish_stats(self.stats_payload(max(time.monotonic() - last_stats, 1e-3), prev_frames))
+        self.outlets.close(self.status(online=False))
         log.info("stopped")
         return 0
 

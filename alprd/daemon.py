@@ -73,7 +73,8 @@ class Daemon:
         self.sources: list[Source] = [open_source(c) for c in cfg.cameras if c.enabled]
         self.location = make_provider(cfg)
         self.include_crop = any(o.include_crop for o in self.outlets)
-        self.gates = {s.cam.id: MotionGate.for_camera(s.cam, s.live, newest=lambda s=s: s.status.frames - 1)
+        self.gates = {s.cam.id: MotionGate(live=s.live, max_lag_ms=s.cam.max_lag_ms,
+                                             newest=lambda s=s: s.status.frames - 1)
                       for s in self.sources}
         self.hotlists: dict[HotlistConfig, Hotlist] = {}  # one per distinct file and settings, shared by cameras
         self.pipelines = {s.cam.id: self._pipeline(s) for s in self.sources}

@@ -177,7 +177,7 @@ def live_latency(video: Path, rec: Recognizer, seconds: float, work: Path) -> No
         cap.release()
 
     threading.Thread(target=camera, daemon=True).start()
-    motion = MotionDetector(cam.motion)
+    motion = MotionDetector.from_settings(cam.motion)
     lat: list[float] = []
     done = 0
     end = time.time() + seconds

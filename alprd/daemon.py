@@ -18,18 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from alprd import __version__
+from alprd.camera import CameraWiring, build_camera
 from alprd.config import Config, HotlistConfig
+from alprd.geometry import Frame
 from alprd.gps.provider import make_provider
 from alprd.hotlist.hotlist import Hotlist
-from alprd.motion import MotionGate, RegionRecognizer
-from alprd.pipeline import CameraPipeline, Outbound
+from alprd.pipeline import Outbound
 from alprd.privacy.audit import AuditLog, verify
 from alprd.privacy.keys import audit_key, load_or_create_secret
 from alprd.privacy.minimise import is_hit
 from alprd.privacy.policy import enforce, privacy_paths
 from alprd.publish.outlets import Outlets
 from alprd.recognition.recognizer import Recognizer
-from alprd.sources.sources import Frame, Source, open_source, put_unless_stopped
+from alprd.sources.sources import Source, open_source, put_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class Stats:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, recognizer: Recognizer | None = None):
+    def __init__(self, cfg: Config, recognizer: Recognizer | None = None, sources: list[Source] | None = None):
+        """`sources`: instead of the config's enabled cameras (a benchmark's paced camera)."""
         self.cfg = cfg
         # The policy first: a config that breaks it must not open a spool or a connection.
         self.policy = enforce(cfg)
@@ -70,14 +72,10 @@ class Daemon:
         self.recognizer = recognizer or Recognizer.from_config(cfg.models)
         self.outlets = Outlets(cfg, self.policy)
         self.purged: Counter[str] = Counter()
-        self.sources: list[Source] = [open_source(c) for c in cfg.cameras if c.enabled]
+        self.sources: list[Source] = sources if sources is not None else [open_source(c) for c in cfg.cameras if c.enabled]
         self.location = make_provider(cfg)
-        self.include_crop = any(o.include_crop for o in self.outlets)
-        self.gates = {s.cam.id: MotionGate(live=s.live, max_lag_ms=s.cam.max_lag_ms,
-                                             newest=lambda s=s: s.status.frames - 1)
-                      for s in self.sources}
         self.hotlists: dict[HotlistConfig, Hotlist] = {}  # one per distinct file and settings, shared by cameras
-        self.pipelines = {s.cam.id: self._pipeline(s) for s in self.sources}
+        self.cameras: dict[str, CameraWiring] = {s.cam.id: self._wire(s) for s in self.sources}
         self._reload_hotlists = threading.Event()
         self._hotlists_audited: dict[str, tuple[int, str]] = {}
         self.shutdown = threading.Event()
@@ -89,17 +87,10 @@ class Daemon:
         self._busy = 0
         self._busy_lock = threading.Lock()
 
-    def _pipeline(self, source: Source) -> CameraPipeline:
-        tracking, formats, hl = self.cfg.camera_settings(source.cam)
-        hotlist = None
-        if hl.path:
-            if hl not in self.hotlists:
-                self.hotlists[hl] = Hotlist(hl.path, hl.max_edits, hl.confusables, hl.reload_check_s)
-            hotlist = self.hotlists[hl]
-        gate = self.gates[source.cam.id]
-        return CameraPipeline(source.cam.id, RegionRecognizer(self.recognizer, gate, source.cam.roi), self.cfg.unit_id,
-                              self.include_crop, tracking, formats, hotlist, live=source.live, gate=gate,
-                              location=self.location)
+    def _wire(self, source: Source) -> CameraWiring:
+        return build_camera(self.cfg, source.cam, self.recognizer, include_crop=self.outlets.include_crop,
+                            location=self.location, live=source.live, newest=lambda: source.status.frames - 1,
+                            hotlists=self.hotlists)
 
     def request_reload(self) -> None:
         """SIGHUP: reload the hotlists (from the main loop, not the signal handler)."""
@@ -109,7 +100,7 @@ class Daemon:
 
     def _feed(self, source: Source) -> None:
         try:
-            pipeline = self.pipelines[source.cam.id]
+            pipeline = self.cameras[source.cam.id].pipeline
             for frame in source.frames(self._stop_sources):
                 pipeline.admit(frame)  # tracking consumes this camera's frames in this order
                 if not put_unless_stopped(self.frames, frame, self._stop_sources):
@@ -120,7 +111,7 @@ class Daemon:
             source.status.set("error", f"{type(e).__name__}: {e}")
             log.exception("camera %s: source failed", source.cam.id)
         finally:
-            self._emit(self.pipelines[source.cam.id].source_ended())
+            self._emit(self.cameras[source.cam.id].pipeline.source_ended())
 
     def _work(self) -> None:
         while True:
@@ -140,7 +131,7 @@ class Daemon:
 
     def _analyse(self, frame: Frame) -> None:
         self.stats.add("frames", camera=frame.camera)
-        self._emit(self.pipelines[frame.camera].process(frame))
+        self._emit(self.cameras[frame.camera].pipeline.process(frame))
 
     def _emit(self, messages: list[Outbound]) -> None:
         if not messages:
@@ -187,14 +178,14 @@ class Daemon:
             "mqtt_connected": self.outlets.connected,
             "privacy": self.transparency(),
             # analysed / static (motion gate) / late (live frames skipped when the unit fell behind)
-            "gate": {cam: g.snapshot() for cam, g in self.gates.items()},
+            "gate": {cam: c.gate.snapshot() for cam, c in self.cameras.items()},
             **({"gps": self.location.stats()} if self.location is not None else {}),
             **self._track_stats(),
         }
 
     def _track_stats(self) -> dict[str, Any]:
         """Per camera: tracks, read events, format rejections and hotlist hits."""
-        per = {cam: p.stats() for cam, p in self.pipelines.items()}
+        per = {cam: c.pipeline.stats() for cam, c in self.cameras.items()}
         out: dict[str, Any] = {key: {cam: c.get(key, 0) for cam, c in per.items()}
                                for key in ("tracks", "rejected_format", "hits")}
         out["tracking"] = per
@@ -311,8 +302,8 @@ class Daemon:
                 self._reload_hotlists.clear()
                 for h in self.hotlists.values():
                     h.reload()
-            for p in self.pipelines.values():
-                self._emit(p.tick(now_ms))
+            for c in self.cameras.values():
+                self._emit(c.pipeline.tick(now_ms))
             self._audit_hotlists()
             st = self.status()
             states = json.dumps({c: v["state"] for c, v in st["cameras"].items()})
@@ -347,8 +338,8 @@ class Daemon:
             self.frames.put(_DONE)
         for t in workers:
             t.join(timeout=30)
-        for p in self.pipelines.values():
-            self._emit(p.finish())
+        for c in self.cameras.values():
+            self._emit(c.pipeline.finish())
         if self.location is not None:
             self.location.stop()
         self.outlets.publish_status(self.status())

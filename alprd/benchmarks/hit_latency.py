@@ -120,10 +120,8 @@ def measure(work: Path, seconds: float, vehicles: int, parked: int, fast: int, f
             "hotlist": {"path": str(hotlist)}, "workers": workers, "stats_interval_s": 5,
             "logging": {"level": "WARNING"}}))
         cfg = load_config(cfg_path)
-        daemon = Daemon(cfg)
         cam = PacedCamera(cfg.cameras[0], fps)
-        daemon.sources = [cam]
-        daemon.pipelines = {"cam1": daemon._pipeline(cam)}
+        daemon = Daemon(cfg, sources=[cam])
 
         # PUBACK times: the spool row of a message is deleted when its PUBACK arrives.
         sent: dict[int, tuple[str, bytes]] = {}
@@ -151,7 +149,7 @@ def measure(work: Path, seconds: float, vehicles: int, parked: int, fast: int, f
         time.sleep(seconds + 2.0)  # the clip, then the last tracks' end (max_missed_s 1 s)
         daemon.shutdown.set()
         runner.join(60)
-        stats = daemon.pipelines["cam1"].stats()
+        stats = daemon.cameras["cam1"].pipeline.stats()
         skipped = cam.status.skipped
     finally:
         broker.terminate()

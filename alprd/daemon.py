@@ -16,19 +16,20 @@ from collections import Counter
 from typing import Any
 
 from alprd import __version__
+from alprd.camera import CameraWiring, build_camera
 from alprd.config import Config, HotlistConfig
+from alprd.geometry import Frame
 from alprd.gps.provider import make_provider
 from alprd.hotlist.hotlist import Hotlist
-from alprd.motion import MotionGate, RegionRecognizer
-from alprd.pipeline import CameraPipeline, Outbound
+from alprd.pipeline import Outbound
 from alprd.privacy.audit import AuditLog, verify
 from alprd.privacy.keys import audit_key, load_or_create_secret
 from alprd.privacy.minimise import is_hit
 from alprd.privacy.policy import enforce, privacy_paths
 from alprd.publish.homeassistant import attach_discovery
-from alprd.publish.outlets import Outlet
+from alprd.publish.outlets import Outlets
 from alprd.recognition.recognizer import Recognizer
-from alprd.sources.sources import Frame, Source, open_source, put_unless_stopped
+from alprd.sources.sources import Source, open_source, put_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class Stats:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, recognizer: Recognizer | None = None):
+    def __init__(self, cfg: Config, recognizer: Recognizer | None = None, sources: list[Source] | None = None):
+        """`sources`: instead of the config's enabled cameras (a benchmark's paced camera)."""
         self.cfg = cfg
         # The policy first: a config that breaks it must not open a spool or a connection.
         self.policy = enforce(cfg)
@@ -67,17 +69,13 @@ class Daemon:
         self.audit = AuditLog(audit_file, audit_key(self._secret), cfg.unit_id)
         self.audit_chain = "new"  # what the start-up check of the existing log found (see audit_start)
         self.recognizer = recognizer or Recognizer.from_config(cfg.models)
-        self.outlets = [Outlet(cfg, d, self.policy) for d in self.policy.destinations]
-        self.spool, self.mqtt = self.outlets[0].spool, self.outlets[0].comm  # the primary (mqtt:) destination
+        self.outlets = Outlets(cfg, self.policy)
         self.discovery = attach_discovery(self.outlets, cfg, __version__)  # Home Assistant, where enabled
         self.purged: Counter[str] = Counter()
-        self.sources: list[Source] = [open_source(c) for c in cfg.cameras if c.enabled]
+        self.sources: list[Source] = sources if sources is not None else [open_source(c) for c in cfg.cameras if c.enabled]
         self.location = make_provider(cfg)
-        self.include_crop = any(o.include_crop for o in self.outlets)
-        self.gates = {s.cam.id: MotionGate.for_camera(s.cam, s.live, newest=lambda s=s: s.status.frames - 1)
-                      for s in self.sources}
         self.hotlists: dict[HotlistConfig, Hotlist] = {}  # one per distinct file and settings, shared by cameras
-        self.pipelines = {s.cam.id: self._pipeline(s) for s in self.sources}
+        self.cameras: dict[str, CameraWiring] = {s.cam.id: self._wire(s) for s in self.sources}
         self._reload_hotlists = threading.Event()
         self._hotlists_audited: dict[str, tuple[int, str]] = {}
         self.shutdown = threading.Event()
@@ -89,17 +87,10 @@ class Daemon:
         self._busy = 0
         self._busy_lock = threading.Lock()
 
-    def _pipeline(self, source: Source) -> CameraPipeline:
-        tracking, formats, hl = self.cfg.camera_settings(source.cam)
-        hotlist = None
-        if hl.path:
-            if hl not in self.hotlists:
-                self.hotlists[hl] = Hotlist(hl.path, hl.max_edits, hl.confusables, hl.reload_check_s)
-            hotlist = self.hotlists[hl]
-        gate = self.gates[source.cam.id]
-        return CameraPipeline(source.cam.id, RegionRecognizer(self.recognizer, gate, source.cam.roi), self.cfg.unit_id,
-                              self.include_crop, tracking, formats, hotlist, live=source.live, gate=gate,
-                              location=self.location)
+    def _wire(self, source: Source) -> CameraWiring:
+        return build_camera(self.cfg, source.cam, self.recognizer, include_crop=self.outlets.include_crop,
+                            location=self.location, live=source.live, newest=lambda: source.status.frames - 1,
+                            hotlists=self.hotlists)
 
     def request_reload(self) -> None:
         """SIGHUP: reload the hotlists (from the main loop, not the signal handler)."""
@@ -109,7 +100,7 @@ class Daemon:
 
     def _feed(self, source: Source) -> None:
         try:
-            pipeline = self.pipelines[source.cam.id]
+            pipeline = self.cameras[source.cam.id].pipeline
             for frame in source.frames(self._stop_sources):
                 pipeline.admit(frame)  # tracking consumes this camera's frames in this order
                 if not put_unless_stopped(self.frames, frame, self._stop_sources):
@@ -120,7 +111,7 @@ class Daemon:
             source.status.set("error", f"{type(e).__name__}: {e}")
             log.exception("camera %s: source failed", source.cam.id)
         finally:
-            self._emit(self.pipelines[source.cam.id].source_ended())
+            self._emit(self.cameras[source.cam.id].pipeline.source_ended())
 
     def _work(self) -> None:
         while True:
@@ -140,24 +131,21 @@ class Daemon:
 
     def _analyse(self, frame: Frame) -> None:
         self.stats.add("frames", camera=frame.camera)
-        self._emit(self.pipelines[frame.camera].process(frame))
+        self._emit(self.cameras[frame.camera].pipeline.process(frame))
 
     def _emit(self, messages: list[Outbound]) -> None:
         if not messages:
             return
         for m in messages:
-            for o in self.outlets:
-                o.put(m.kind, m.camera, m.payload, m.read_id, m.timestamp_ms, self._secret)
+            self.outlets.publish(m.kind, m.camera, m.payload, m.read_id, m.timestamp_ms, self._secret)
             if m.kind == "read" and m.payload.get("event") != "update":  # reads count vehicle passes
                 self.stats.add("reads", camera=m.camera)
             if m.kind == "hit":
                 self.stats.add("hits")
-                for o in self.outlets:
-                    o.comm.notify()  # an alert goes out now, not after the read stored behind it
+                self.outlets.send_now()  # an alert goes out now, not after the read stored behind it
             elif m.kind == "read" and is_hit(m.kind, m.payload):
                 self.stats.add("reads_with_hit")
-        for o in self.outlets:
-            o.comm.notify()
+        self.outlets.send_now()
 
     # --- status and stats -------------------------------------------------------------------
 
@@ -185,22 +173,19 @@ class Daemon:
             "reads": reads,
             "frames_skipped": {s.cam.id: s.status.skipped for s in self.sources},
             "queue_depth": self.frames.qsize(),
-            "spool_depth": self.spool.depth(),
-            "inflight": self.mqtt.inflight(),
-            "published": self.mqtt.published,
-            "dropped": {"spool_full": self.spool.counter("dropped_spool_full")},
+            **self.outlets.primary_counts(),
             "errors": errors,
-            "mqtt_connected": self.mqtt.connected,
+            "mqtt_connected": self.outlets.connected,
             "privacy": self.transparency(),
             # analysed / static (motion gate) / late (live frames skipped when the unit fell behind)
-            "gate": {cam: g.snapshot() for cam, g in self.gates.items()},
+            "gate": {cam: c.gate.snapshot() for cam, c in self.cameras.items()},
             **({"gps": self.location.stats()} if self.location is not None else {}),
             **self._track_stats(),
         }
 
     def _track_stats(self) -> dict[str, Any]:
         """Per camera: tracks, read events, format rejections and hotlist hits."""
-        per = {cam: p.stats() for cam, p in self.pipelines.items()}
+        per = {cam: c.pipeline.stats() for cam, c in self.cameras.items()}
         out: dict[str, Any] = {key: {cam: c.get(key, 0) for cam, c in per.items()}
                                for key in ("tracks", "rejected_format", "hits")}
         out["tracking"] = per
@@ -216,15 +201,15 @@ class Daemon:
             reads, hits = sum(self.stats.reads.values()), self.stats.counts["hits"]
             reads_with_hit = self.stats.counts["reads_with_hit"]
         return {"policy_sha256": self.policy.sha256, "reads": reads, "hits": hits, "reads_with_hit": reads_with_hit,
-                "destinations": {o.name: o.stats() for o in self.outlets},
-                "purged": dict(self.purged), "refused": sum(o.comm.refused for o in self.outlets),
+                "destinations": self.outlets.stats(),
+                "purged": dict(self.purged), "refused": self.outlets.refused,
                 "audit_chain_at_start": self.audit_chain}
 
     def purge(self) -> dict[str, dict[str, int]]:
         """Retention: rows past their limit leave every spool; a receipt (counts only) goes to the audit log."""
         limits = self.policy.retention_ms()
         now_ms = int(time.time() * 1000)
-        receipt = {o.name: o.spool.purge(now_ms, limits) for o in self.outlets}
+        receipt = self.outlets.purge(now_ms, limits)
         total: Counter[str] = Counter()
         for counts in receipt.values():
             total.update(counts)
@@ -249,17 +234,13 @@ class Daemon:
         if last and last.get("config_sha256") != e.config_sha256:
             self.audit.append("config_change", file=self.cfg.source_file, old_sha256=last.get("config_sha256"),
                               new_sha256=e.config_sha256, old_destinations=last.get("destinations"),
-                              new_destinations=self._destinations())
+                              new_destinations=self.outlets.describe())
         if last and last.get("policy_sha256") != e.sha256:
             self.audit.append("policy_change", file=e.source, old_sha256=last.get("policy_sha256"), new_sha256=e.sha256)
         self.audit.append("start", version=__version__, config=self.cfg.source_file, config_sha256=e.config_sha256,
-                          policy=e.source, policy_sha256=e.sha256, destinations=self._destinations(),
+                          policy=e.source, policy_sha256=e.sha256, destinations=self.outlets.describe(),
                           retention_h=dataclasses.asdict(e.retention),
                           cameras=[s.cam.id for s in self.sources])
-
-    def _destinations(self) -> list[dict[str, Any]]:
-        return [{"name": o.name, "broker": o.address, "mode": o.mode, "include_crop": o.include_crop,
-                 "tls": o.comm.cfg.tls is not None, "pinned": bool(o.comm.pin_sha256)} for o in self.outlets]
 
     def audit_hotlist_change(self, source: str, sha256: str, entries: int, **details: Any) -> None:
         """For the hotlist loader: every change of the list the unit matches against is audited."""
@@ -278,14 +259,11 @@ class Daemon:
 
     def publish_checkpoint(self) -> dict[str, Any]:
         cp = self.audit.checkpoint()
-        body = json.dumps(cp).encode()
-        for o in self.outlets:
-            o.comm.publish_unspooled(o.comm.topic("audit"), body, qos=1, retain=True)
+        self.outlets.publish_checkpoint(cp)
         return cp
 
     def _flush_audit_batches(self, force: bool = False) -> None:
-        for o in self.outlets:
-            o.flush_batch(self.audit, self.cfg.privacy.audit_batch_n, self.cfg.privacy.audit_batch_s, force)
+        self.outlets.flush_audit_batches(self.audit, self.cfg.privacy.audit_batch_n, self.cfg.privacy.audit_batch_s, force)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -299,9 +277,8 @@ class Daemon:
         receipt = self.purge()
         self.audit.append("purge", at="start", counts=receipt, retention_h=dataclasses.asdict(self.policy.retention))
         self.publish_checkpoint()
-        for o in self.outlets:
-            o.comm.set_status(self.status())
-            o.comm.start()
+        self.outlets.publish_status(self.status())
+        self.outlets.start()
         last_purge = last_checkpoint = last_batch = time.monotonic()
         if self.location is not None:
             self.location.start()
@@ -322,20 +299,18 @@ class Daemon:
                 self._reload_hotlists.clear()
                 for h in self.hotlists.values():
                     h.reload()
-            for p in self.pipelines.values():
-                self._emit(p.tick(now_ms))
+            for c in self.cameras.values():
+                self._emit(c.pipeline.tick(now_ms))
             self._audit_hotlists()
             st = self.status()
             states = json.dumps({c: v["state"] for c, v in st["cameras"].items()})
             if states != last_status:
                 last_status = states
-                for o in self.outlets:
-                    o.comm.set_status(st)
+                self.outlets.publish_status(st)
             now = time.monotonic()
             if now - last_stats >= self.cfg.stats_interval_s:
                 payload = self.stats_payload(now - last_stats, prev_frames)
-                for o in self.outlets:  # counts only: every destination gets them, whatever its mode
-                    o.comm.publish_unspooled(o.comm.topic("stats"), json.dumps(payload).encode())
+                self.outlets.publish_stats(payload)
                 prev_frames = Counter(payload["frames"])
                 last_stats = now
             if now - last_batch >= 1.0:
@@ -360,29 +335,18 @@ class Daemon:
             self.frames.put(_DONE)
         for t in workers:
             t.join(timeout=30)
-        for p in self.pipelines.values():
-            self._emit(p.finish())
+        for c in self.cameras.values():
+            self._emit(c.pipeline.finish())
         if self.location is not None:
             self.location.stop()
-        drain_s = 10.0 if until_sources_end else 5.0
-        deadline = time.monotonic() + drain_s
-        for o in self.outlets:
-            o.comm.set_status(self.status())
-            o.comm.drain(max(0.0, deadline - time.monotonic()))
+        self.outlets.publish_status(self.status())
+        self.outlets.drain(10.0 if until_sources_end else 5.0)
         self._flush_audit_batches(force=True)
         self.audit.append("stop", transparency=self.transparency())
         self.publish_checkpoint()
         # Final counts, so what a hits_only destination never saw is still counted there.
-        final = json.dumps(self.stats_payload(max(time.monotonic() - last_stats, 1e-3), prev_frames)).encode()
-        for o in self.outlets:
-            o.comm.publish_unspooled(o.comm.topic("stats"), final)
-        for o in self.outlets:
-            o.comm.stop(self.status(online=False), drain_s=0.0)
-            left = o.spool.depth()
-            if left:
-                log.warning("%s: %d message(s) stay in the spool and will be sent at the next start",
-                            o.comm.tag, left)
-            o.spool.close()
+        self.outlets.publish_stats(self.stats_payload(max(time.monotonic() - last_stats, 1e-3), prev_frames))
+        self.outlets.close(self.status(online=False))
         log.info("stopped")
         return 0
 

@@ -27,8 +27,8 @@ from alprd.datasets import (
     romania_video,
 )
 from alprd.errors import UserError
+from alprd.geometry import iou
 from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, is_plate_text
-from alprd.recognition.preprocess import iou
 from alprd.recognition.recognizer import Recognizer, Timings
 
 IOU_MIN = 0.3

@@ -16,20 +16,16 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
 
-from alprd.config import CameraConfig, MotionConfig
+from alprd.geometry import Box, Frame, Motion
 
 if TYPE_CHECKING:
     from alprd.recognition.base import Detection, PlateRead
     from alprd.recognition.recognizer import Recognizer, Timings
-    from alprd.sources.sources import Frame
-
-Box = tuple[int, int, int, int]
 
 SMALL_WIDTH = 240  # width of the frame the motion test looks at
 GLOBAL_CHANGE = 0.5  # more than this fraction of the ROI changed: lighting, not traffic
@@ -37,13 +33,19 @@ FULL_FRAME_SHARE = 0.6  # regions covering more than this of the frame: cheaper 
 REGION_MARGIN = 0.05  # of the frame width, added around what moved so a plate's surroundings are seen
 
 
-@dataclass(frozen=True)
-class Motion:
-    run: bool  # analyse this frame
-    reason: str  # first, moving, hold, keyframe, global, static, off
-    changed: float  # fraction of the ROI that changed since the previous frame
-    regions: tuple[Box, ...] | None  # where to detect, in frame pixels; None: the whole frame
-    ms: float = 0.0  # what the test cost
+class MotionSettings(Protocol):
+    """What the motion test reads from a camera's `motion:` section (alprd.config.MotionConfig)."""
+
+    @property
+    def threshold(self) -> int: ...
+    @property
+    def min_area(self) -> float: ...
+    @property
+    def hold_frames(self) -> int: ...
+    @property
+    def keyframe_s(self) -> float: ...
+    @property
+    def regions(self) -> bool: ...
 
 
 def roi_polygon(roi: tuple[tuple[float, ...], ...], w: int, h: int) -> np.ndarray | None:
@@ -57,10 +59,15 @@ def point_in_roi(poly: np.ndarray | None, x: float, y: float) -> bool:
 
 
 class MotionDetector:
-    """In-order motion test for one camera's frames."""
+    """In-order motion test for one camera's frames. `threshold`: grey-level change (0-255) of a
+    low-resolution pixel that counts as motion; `min_area`: the fraction of the ROI that must change;
+    `hold_frames`: frames still analysed after motion stops; `keyframe_s`: the whole frame at least
+    this often (0: never); `regions`: detect only around what moved."""
 
-    def __init__(self, cfg: MotionConfig, roi: tuple[tuple[float, ...], ...] = ()):
-        self.cfg = cfg
+    def __init__(self, *, threshold: int, min_area: float, hold_frames: int, keyframe_s: float, regions: bool,
+                 roi: tuple[tuple[float, ...], ...] = ()):
+        self.threshold, self.min_area, self.hold_frames = threshold, min_area, hold_frames
+        self.keyframe_s, self.regions = keyframe_s, regions
         self.roi = roi
         self._prev: np.ndarray | None = None
         self._mask: np.ndarray | None = None
@@ -70,6 +77,11 @@ class MotionDetector:
         self._hold = 0
         self._last_regions: tuple[Box, ...] | None = None
         self._last_full_ms: int | None = None
+
+    @classmethod
+    def from_settings(cls, s: MotionSettings, roi: tuple[tuple[float, ...], ...] = ()) -> MotionDetector:
+        return cls(threshold=s.threshold, min_area=s.min_area, hold_frames=s.hold_frames, keyframe_s=s.keyframe_s,
+                   regions=s.regions, roi=roi)
 
     def _setup(self, w: int, h: int) -> None:
         self._shape = (w, h)
@@ -104,25 +116,25 @@ class MotionDetector:
         if prev is None:
             return Motion(True, "first", 1.0, None)
         diff = cv2.absdiff(small, prev)
-        _, moved = cv2.threshold(diff, self.cfg.threshold, 255, cv2.THRESH_BINARY)
+        _, moved = cv2.threshold(diff, self.threshold, 255, cv2.THRESH_BINARY)
         if self._mask is not None:
             moved = cv2.bitwise_and(moved, self._mask)
         n = cv2.countNonZero(moved)
         changed = n / self._mask_area
         if changed > GLOBAL_CHANGE:
-            self._hold = self.cfg.hold_frames
+            self._hold = self.hold_frames
             self._last_regions = None
             return Motion(True, "global", changed, None)
-        if changed >= self.cfg.min_area and n >= 3:
-            self._hold = self.cfg.hold_frames
-            regions = self._regions(moved, w, h) if self.cfg.regions else None
+        if changed >= self.min_area and n >= 3:
+            self._hold = self.hold_frames
+            regions = self._regions(moved, w, h) if self.regions else None
             self._last_regions = regions
             return Motion(True, "moving", changed, regions)
         if self._hold > 0:
             self._hold -= 1
             return Motion(True, "hold", changed, self._last_regions)
-        if self.cfg.keyframe_s > 0 and (self._last_full_ms is None
-                                        or t_ms - self._last_full_ms >= self.cfg.keyframe_s * 1000):
+        if self.keyframe_s > 0 and (self._last_full_ms is None
+                                    or t_ms - self._last_full_ms >= self.keyframe_s * 1000):
             return Motion(True, "keyframe", changed, None)
         return Motion(False, "static", changed, ())
 
@@ -161,10 +173,6 @@ def _merge(rects: list[list[int]]) -> list[list[int]]:
     return rects
 
 
-def motion_detector(cam: CameraConfig) -> MotionDetector | None:
-    return MotionDetector(cam.motion, cam.roi) if cam.motion.enabled else None
-
-
 class MotionGate:
     """The pipeline's gate, called at the start of `process()`: False means "do not analyse".
     Counts: analysed, static (nothing moved), late (live frame older than max_lag_ms), and of the
@@ -179,10 +187,6 @@ class MotionGate:
         # Regions for the recognizer, keyed by the frame's image object: the pipeline passes the
         # image, not the frame, to the recognizer; workers may analyse several frames at once.
         self._hints: OrderedDict[int, tuple[np.ndarray, tuple[Box, ...]]] = OrderedDict()
-
-    @classmethod
-    def for_camera(cls, cam: CameraConfig, live: bool, newest: Callable[[], int] | None = None) -> MotionGate:
-        return cls(live=live, max_lag_ms=cam.max_lag_ms, newest=newest)
 
     def admit(self, frame: Frame) -> bool:
         # The unit fell behind a live camera: skip a frame that waited too long, but only when a newer

@@ -20,14 +20,14 @@ import numpy as np
 
 from alprd.config import FormatsConfig, TrackingConfig
 from alprd.formats.formats import FormatChecker, FormatResult
+from alprd.geometry import Frame, intersection
 from alprd.gps.provider import LocationProvider
 from alprd.hotlist.hotlist import Hotlist, HotlistMatch, canonical
 from alprd.motion import MotionGate
 from alprd.publish.payload import iso_ms, read_payload, uuid7
 from alprd.recognition.base import PlateRead
-from alprd.recognition.preprocess import crop_plate, intersection
+from alprd.recognition.preprocess import crop_plate
 from alprd.recognition.recognizer import Recognizer
-from alprd.sources.sources import Frame
 from alprd.tracking.tracker import Track, Tracker
 from alprd.tracking.vote import Observation, Vote, observation_weight, vote
 

@@ -23,7 +23,7 @@ from conftest import write_config
 from alprd.gps.nmea import drive, drive_log
 
 REPO = Path(__file__).resolve().parents[1]
-READ_SCHEMA = json.loads((REPO / "alprd" / "schema" / "read-v1.schema.json").read_text())
+READ_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 

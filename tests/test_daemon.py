@@ -29,7 +29,7 @@ from alprd.config import ModelsConfig
 from alprd.recognition.manifest import load_entry
 
 REPO = Path(__file__).resolve().parents[1]
-READ_SCHEMA = json.loads((REPO / "alprd" / "schema" / "read-v1.schema.json").read_text())
+READ_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())
 UNIT = "test-unit"
 BASE = f"alprd/{UNIT}"
 STATUS = f"{BASE}/status"

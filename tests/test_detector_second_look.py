@@ -9,10 +9,10 @@ import pytest
 
 from alprd.datasets import BoxLabel, detection_splits
 from alprd.evaluate import shrink_scene
+from alprd.geometry import iou
 from alprd.recognition import onnx_models
 from alprd.recognition.manifest import load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector
-from alprd.recognition.preprocess import iou
 from alprd.synth.video import render_still
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,14 +19,14 @@ from conftest import wait_until, write_config
 
 from alprd.config import load_config
 from alprd.errors import ConfigError
+from alprd.geometry import Frame
 from alprd.gps.fix import KNOT_MPS, Fix, FixHistory, fix_dict
 from alprd.gps.nmea import NmeaParser, drive, drive_log, epoch_sentences, sentence
 from alprd.gps.provider import ReplayGps, make_provider
 from alprd.gps.readers import GpsdReader, NmeaLog, SerialNmeaReader
-from alprd.sources.sources import Frame
 
 REPO = Path(__file__).resolve().parents[1]
-READ_SCHEMA = json.loads((REPO / "alprd" / "schema" / "read-v1.schema.json").read_text())
+READ_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())
 T0 = calendar.timegm((2026, 11, 21, 10, 0, 0)) * 1000
 
 # The NMEA 0183 reference examples (checksums as published).

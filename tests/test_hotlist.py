@@ -17,8 +17,8 @@ from conftest import DaemonProcess, write_config
 from alprd.hotlist.hotlist import Hotlist, HotlistError, load_hotlist, normalise_plate
 
 REPO = Path(__file__).resolve().parents[1]
-HIT_SCHEMA = json.loads((REPO / "alprd" / "schema" / "hit-v1.schema.json").read_text())
-READ_SCHEMA = json.loads((REPO / "alprd" / "schema" / "read-v1.schema.json").read_text())
+HIT_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "hit-v1.schema.json").read_text())
+READ_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())
 
 
 def test_csv_and_yaml_load_normalised(tmp_path):

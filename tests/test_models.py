@@ -13,9 +13,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from alprd.geometry import iou
 from alprd.recognition.manifest import load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR, make_session
-from alprd.recognition.preprocess import iou
 from alprd.synth.video import render_still
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from alprd.config import CameraConfig, MotionConfig
+from alprd.geometry import Frame, Motion, iou
 from alprd.motion import MotionDetector, MotionGate, RegionRecognizer
-from alprd.recognition.preprocess import iou
-from alprd.sources.sources import Frame, VideoFileSource
+from alprd.sources.sources import VideoFileSource
 
 W, H = 1280, 720
 
@@ -37,7 +37,7 @@ def noisy(rng: np.random.Generator, img: np.ndarray, sigma: float = 3.0) -> np.n
 def test_static_frames_are_skipped_and_moving_ones_analysed_in_their_region():
     rng = np.random.default_rng(0)
     bg = scene(rng)
-    md = MotionDetector(MotionConfig(hold_frames=2, keyframe_s=0))
+    md = MotionDetector.from_settings(MotionConfig(hold_frames=2, keyframe_s=0))
     frames = [noisy(rng, bg) for _ in range(8)]  # sensor noise only
     frames += [noisy(rng, with_box(bg, 200 + 25 * i, 300 + 8 * i)) for i in range(6)]  # a vehicle drives through
     frames += [noisy(rng, bg) for _ in range(6)]  # gone: the road is empty again
@@ -61,7 +61,7 @@ def test_static_frames_are_skipped_and_moving_ones_analysed_in_their_region():
 def test_lighting_change_and_keyframes_analyse_the_whole_frame():
     rng = np.random.default_rng(1)
     bg = scene(rng)
-    md = MotionDetector(MotionConfig(hold_frames=0, keyframe_s=1.0))
+    md = MotionDetector.from_settings(MotionConfig(hold_frames=0, keyframe_s=1.0))
     md.analyse(bg, 0)
     assert md.analyse(noisy(rng, bg), 100).reason == "static"
     v = md.analyse(np.clip(bg.astype(int) + 60, 0, 255).astype(np.uint8), 200)  # exposure jump / headlights
@@ -77,7 +77,7 @@ def test_roi_ignores_motion_outside_it():
     rng = np.random.default_rng(2)
     bg = scene(rng)
     roi = ((0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0))  # right half only
-    md = MotionDetector(MotionConfig(hold_frames=0, keyframe_s=0), roi)
+    md = MotionDetector.from_settings(MotionConfig(hold_frames=0, keyframe_s=0), roi)
     md.analyse(bg, 0)
     assert md.analyse(with_box(bg, 100, 300), 33).reason == "static", "motion on the left half is outside the ROI"
     v = md.analyse(with_box(bg, 900, 300), 66)
@@ -86,7 +86,6 @@ def test_roi_ignores_motion_outside_it():
 
 def test_gate_counts_static_and_late_frames_and_passes_regions():
     img = np.zeros((H, W, 3), np.uint8)
-    from alprd.motion import Motion
 
     newest = [5]
     gate = MotionGate(live=True, max_lag_ms=500, clock=lambda: 1000.0, newest=lambda: newest[0])
@@ -153,19 +152,9 @@ def test_no_read_event_is_lost_against_every_frame(traffic_video, models_dir):
     each vehicle read (and read exactly) with every frame is read with the gate too."""
     from alprd.bench.runner import run_bench
     from alprd.config import Config, ModelsConfig
+    from alprd.synth.video import vehicles_read
 
     video, truth = traffic_video
-
-    def vehicles(reads):
-        seen, exact = set(), set()
-        for p in reads:
-            for v in truth:
-                b = v.boxes.get(p["frame_index"])
-                if b and iou(b, p["box"]) > 0.3:
-                    seen.add(v.text)
-                    if p["plate"] == v.text:
-                        exact.add(v.text)
-        return seen, exact
 
     def cfg(enabled: bool) -> Config:
         return Config(unit_id="t", cameras=(CameraConfig(id="c", source="-", motion=MotionConfig(enabled=enabled)),),
@@ -176,8 +165,8 @@ def test_no_read_event_is_lost_against_every_frame(traffic_video, models_dir):
     rec = Recognizer.from_config(ModelsConfig(dir=str(models_dir)))
     every = run_bench(video, cfg(False), recognizer=rec, thumbnails=False)
     gated = run_bench(video, cfg(True), recognizer=rec, thumbnails=False)
-    e_seen, e_exact = vehicles(every.reads)
-    g_seen, g_exact = vehicles(gated.reads)
+    e_seen, e_exact = vehicles_read(every.reads, truth)
+    g_seen, g_exact = vehicles_read(gated.reads, truth)
     if not e_seen:
         pytest.fail("models produce no reads on the synthetic video")
     assert e_seen <= g_seen and e_exact <= g_exact, (e_seen, g_seen, e_exact, g_exact)

@@ -14,9 +14,10 @@ from alprd.config import ModelsConfig
 from alprd.datasets import detection_splits
 from alprd.errors import ModelError
 from alprd.evaluate import shrink_scene
+from alprd.geometry import iou
 from alprd.recognition.manifest import load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateVerifier
-from alprd.recognition.preprocess import iou, verifier_input, verifier_window
+from alprd.recognition.preprocess import verifier_input, verifier_window
 from alprd.recognition.recognizer import Recognizer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ from alprd.privacy.keys import audit_key, load_or_create_secret, pseudonym
 from alprd.privacy.minimise import minimise
 from alprd.publish.spool import Spool
 
-READ_SCHEMA = json.loads((REPO / "alprd" / "schema" / "read-v1.schema.json").read_text())
+READ_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())
 HOUR_MS = 3_600_000
 
 

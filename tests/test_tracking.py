@@ -14,11 +14,11 @@ import pytest
 
 from alprd.benchmarks.tracking import run as run_tracking
 from alprd.config import FormatsConfig, ModelsConfig, TrackingConfig
+from alprd.geometry import Frame
 from alprd.hotlist.hotlist import Hotlist
 from alprd.pipeline import CameraPipeline
 from alprd.recognition.base import Detection, PlateRead
 from alprd.recognition.recognizer import Recognizer
-from alprd.sources.sources import Frame
 from alprd.synth.video import write_traffic_video
 from alprd.tracking.tracker import Tracker
 from alprd.tracking.vote import Observation, vote

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from alprd.errors import ModelError
+from alprd.geometry import iou, resize_box
 from alprd.publish.payload import SCHEMA, encode, iso_ms, read_payload, uuid7
 from alprd.publish.spool import Spool
 from alprd.recognition.base import ALPHABET, PAD, PlateRead, PlateText
@@ -25,14 +26,12 @@ from alprd.recognition.preprocess import (
     CROP_PAD_Y,
     crop_plate,
     decode_centers,
-    iou,
     letterbox,
     ocr_input,
-    resize_box,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA_FILE = REPO / "alprd" / "schema" / "read-v1.schema.json"
+SCHEMA_FILE = REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json"
 
 
 # --- letterbox --------------------------------------------------------------------------------------

@@ -18,15 +18,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from alprd.config import CameraConfig, Config, ModelsConfig
+from alprd.camera import build_camera
+from alprd.config import CameraConfig, Config
 from alprd.errors import UserError
+from alprd.geometry import Frame
 from alprd.gps.provider import LocationProvider, make_provider
-from alprd.hotlist.hotlist import Hotlist
-from alprd.motion import MotionGate, RegionRecognizer
-from alprd.pipeline import CameraPipeline, Outbound
+from alprd.motion import RegionRecognizer
+from alprd.pipeline import Outbound
 from alprd.recognition.recognizer import Recognizer, Timings
 from alprd.sources.decode import ThreadedFrames
-from alprd.sources.sources import Frame, VideoFileSource
+from alprd.sources.sources import VideoFileSource
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +167,7 @@ def bench_camera(video: Path, cfg: Config | None, camera: str | None) -> CameraC
     return dataclasses.replace(cam, source=str(video), kind="file", loop=False, enabled=True)
 
 
-def bench_location(cfg: Config | None) -> LocationProvider | None:
-    if cfg is None:
-        return None
+def bench_location(cfg: Config) -> LocationProvider | None:
     if cfg.gps is not None and cfg.gps.source != "replay":
         log.warning("bench: gps.source %s is a live receiver; a recorded video is tagged only by a replayed log "
                     "(gps.source: replay) or a fixed location", cfg.gps.source)
@@ -180,18 +179,21 @@ def run_bench(video: Path, cfg: Config | None = None, camera: str | None = None,
               recognizer: Recognizer | None = None, progress: Callable[[int, int, float, int], None] | None = None,
               thumbnails: bool = True, stop: threading.Event | None = None, workers: int | None = None) -> BenchResult:
     cam = bench_camera(video, cfg, camera)
+    cfg = cfg or Config(unit_id="bench", cameras=(cam,))  # no config: every section's defaults
     width, height, fps, total = probe_video(video)
-    models = cfg.models if cfg else ModelsConfig()
-    base = recognizer or Recognizer.from_config(models)
-    gate = MotionGate(live=False)
-    timed = PrefetchRecognizer(RegionRecognizer(base, gate, cam.roi), workers or (cfg.workers if cfg else 2))
-    location = bench_location(cfg)
-    include_crop = cfg.mqtt.include_crop if cfg else False
-    # The camera's own tracking, formats and hotlist: the bench reports the events the unit would publish.
-    tracking, formats, hl = cfg.camera_settings(cam) if cfg else (None, None, None)
-    hotlist = Hotlist(hl.path, hl.max_edits, hl.confusables, hl.reload_check_s) if hl and hl.path else None
-    pipeline = CameraPipeline(cam.id, timed, cfg.unit_id if cfg else "bench", include_crop=True,  # type: ignore[arg-type]
-                              tracking=tracking, formats=formats, hotlist=hotlist, gate=gate, location=location)
+    base = recognizer or Recognizer.from_config(cfg.models)
+    n_workers = workers or cfg.workers
+
+    def read_ahead(region: RegionRecognizer) -> PrefetchRecognizer:
+        return PrefetchRecognizer(region, n_workers)
+
+    # The camera's own tracking, formats and hotlist: the bench reports the events the unit would
+    # publish. Crops are always kept for the report; the reads keep them only as the unit would send them.
+    wiring = build_camera(cfg, cam, base, include_crop=True, location=bench_location(cfg), wrap=read_ahead)
+    gate, pipeline, location = wiring.gate, wiring.pipeline, wiring.location
+    timed = pipeline.recognizer
+    assert isinstance(timed, PrefetchRecognizer)
+    include_crop = cfg.mqtt.include_crop
     res = BenchResult(str(video), cam.id, width, height, fps, 0, 0.0, realtime, base.model_versions, roi=cam.roi,
                       workers=timed.workers)
     for k in ("decode", "gate", "detect", "ocr", "track_publish", "pipeline", "cpu_decode", "cpu_recognize", "cpu_pipeline"):

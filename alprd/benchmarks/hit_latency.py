@@ -120,15 +120,14 @@ def measure(work: Path, seconds: float, vehicles: int, parked: int, fast: int, f
             "hotlist": {"path": str(hotlist)}, "workers": workers, "stats_interval_s": 5,
             "logging": {"level": "WARNING"}}))
         cfg = load_config(cfg_path)
-        daemon = Daemon(cfg)
         cam = PacedCamera(cfg.cameras[0], fps)
-        daemon.sources = [cam]
-        daemon.pipelines = {"cam1": daemon._pipeline(cam)}
+        daemon = Daemon(cfg, sources=[cam])
 
         # PUBACK times: the spool row of a message is deleted when its PUBACK arrives.
         sent: dict[int, tuple[str, bytes]] = {}
         acked: list[tuple[float, str, dict[str, Any]]] = []
-        pending, ack = daemon.spool.pending, daemon.spool.ack
+        spool = daemon.outlets.primary.spool
+        pending, ack = spool.pending, spool.ack
 
         def spy_pending(limit, exclude=frozenset()):
             msgs = pending(limit, exclude)
@@ -143,14 +142,14 @@ def measure(work: Path, seconds: float, vehicles: int, parked: int, fast: int, f
                 topic, payload = sent[seq]
                 acked.append((now, topic, json.loads(payload)))
 
-        daemon.spool.pending = spy_pending  # type: ignore[method-assign]
-        daemon.spool.ack = spy_ack  # type: ignore[method-assign]
+        spool.pending = spy_pending  # type: ignore[method-assign]
+        spool.ack = spy_ack  # type: ignore[method-assign]
         runner = threading.Thread(target=daemon.run, name="daemon", daemon=True)
         runner.start()
         time.sleep(seconds + 2.0)  # the clip, then the last tracks' end (max_missed_s 1 s)
         daemon.shutdown.set()
         runner.join(60)
-        stats = daemon.pipelines["cam1"].stats()
+        stats = daemon.cameras["cam1"].pipeline.stats()
         skipped = cam.status.skipped
     finally:
         broker.terminate()

@@ -29,6 +29,7 @@ import numpy as np
 from alprd.bench.runner import run_bench
 from alprd.config import INPUT_WIDTH_RULE, CameraConfig, Config, ModelsConfig, MotionConfig, is_input_width
 from alprd.recognition.recognizer import Recognizer, Timings
+from alprd.synth.video import Vehicle, vehicles_read, write_traffic_video
 
 
 def peak_rss_mb() -> float:
@@ -83,23 +84,7 @@ def stage_line(name: str, xs: list[float], frames: int) -> str:
             f"   ({len(xs)} of {frames} frames)")
 
 
-def vehicles_read(reads: list[dict], truth: list) -> tuple[set[str], set[str]]:
-    """Read events per vehicle pass: (vehicles with any read on their plate, vehicles read exactly).
-    A read belongs to a vehicle when its box overlaps that vehicle's plate in the read's frame."""
-    from alprd.recognition.preprocess import iou
-
-    seen, exact = set(), set()
-    for p in reads:
-        for v in truth:
-            b = v.boxes.get(p["frame_index"])
-            if b is not None and iou(b, p["box"]) > 0.3:
-                seen.add(v.text)
-                if p["plate"] == v.text:
-                    exact.add(v.text)
-    return seen, exact
-
-
-def measure(name: str, video: Path, rec: Recognizer, models: ModelsConfig, truth: list) -> dict:
+def measure(name: str, video: Path, rec: Recognizer, models: ModelsConfig, truth: list[Vehicle]) -> dict:
     w, h = cv2.VideoCapture(str(video)).read()[1].shape[1::-1]
     print(f"\n== {name}: {w}x{h} {video.name}", flush=True)
     c0 = time.process_time()
@@ -141,16 +126,17 @@ def live_latency(video: Path, rec: Recognizer, seconds: float, work: Path) -> No
     frame; RSS of this process = one camera with models loaded."""
     import threading
 
-    from alprd.motion import MotionDetector, MotionGate, RegionRecognizer
-    from alprd.pipeline import CameraPipeline
+    from alprd.camera import build_camera
+    from alprd.geometry import Frame
     from alprd.publish.payload import encode
     from alprd.publish.spool import Spool
-    from alprd.sources.sources import Frame
+    from alprd.sources.sources import motion_detector
 
     cam = CameraConfig(id="live", source="-")
     counts = {"captured": 0, "replaced": 0}
-    gate = MotionGate(live=True, max_lag_ms=cam.max_lag_ms, newest=lambda: counts["captured"] - 1)
-    pipe = CameraPipeline("live", RegionRecognizer(rec, gate), "bench", gate=gate)  # type: ignore[arg-type]
+    wiring = build_camera(Config(unit_id="bench", cameras=(cam,)), cam, rec, include_crop=False, location=None,
+                          live=True, newest=lambda: counts["captured"] - 1)
+    gate, pipe = wiring.gate, wiring.pipeline
     spool = Spool(str(work / "live-spool.db"), 500_000)
     latest: list[Frame | None] = [None]
     cond = threading.Condition()
@@ -177,7 +163,8 @@ def live_latency(video: Path, rec: Recognizer, seconds: float, work: Path) -> No
         cap.release()
 
     threading.Thread(target=camera, daemon=True).start()
-    motion = MotionDetector(cam.motion)
+    motion = motion_detector(cam)
+    assert motion is not None  # a camera's motion test is on unless its config turns it off
     lat: list[float] = []
     done = 0
     end = time.time() + seconds
@@ -214,8 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-width", type=int, default=ModelsConfig.detector_input_width,
                     help="models.detector_input_width (config/pole.yaml: 800)")
     args = ap.parse_args(argv)
-    from alprd.synth.video import write_traffic_video
-
     if not is_input_width(args.input_width):
         ap.error(f"--input-width {args.input_width}: must be {INPUT_WIDTH_RULE}")
     models = ModelsConfig(dir=str(args.models) if args.models else "", detector_input_width=args.input_width)

@@ -2,10 +2,11 @@
 
     python3 -m alprd.benchmarks.tracking [--vehicles 8 --parked 2 --fast 2 --seconds 20 --seed 3]
 
-Drives CameraPipeline exactly as the bench and the daemon do (frames in order, then finish()), and
-maps every per-frame read and every read event to the vehicle whose ground-truth plate box it
-overlaps. Prints per-frame accuracy (share of frame reads with the vehicle's exact plate) and
-per-event accuracy (share of vehicles whose one first read is exactly right), duplicates included."""
+Drives a camera wired by alprd.camera.build_camera, as the bench and the daemon do (frames in
+order, then finish()), and maps every per-frame read and every read event to the vehicle whose
+ground-truth plate box it overlaps. Prints per-frame accuracy (share of frame reads with the
+vehicle's exact plate) and per-event accuracy (share of vehicles whose one first read is exactly
+right), duplicates included."""
 
 from __future__ import annotations
 
@@ -21,31 +22,21 @@ from typing import Any
 
 import cv2
 
-from alprd.config import FormatsConfig, ModelsConfig, TrackingConfig
-from alprd.pipeline import CameraPipeline, Outbound
+from alprd.camera import build_camera
+from alprd.config import CameraConfig, Config, FormatsConfig, ModelsConfig, TrackingConfig
+from alprd.geometry import Frame
+from alprd.pipeline import Outbound
 from alprd.recognition.recognizer import Recognizer
-from alprd.sources.sources import Frame
 from alprd.synth.plates import LAYOUT_NAMES
-from alprd.synth.video import Vehicle, write_traffic_video
-from alprd.tracking.tracker import iou
-
-
-def vehicle_at(truth: list[Vehicle], frame_index: int, box: tuple[int, ...], min_iou: float = 0.3) -> Vehicle | None:
-    best, best_iou = None, min_iou
-    for v in truth:
-        b = v.boxes.get(frame_index)
-        if b is not None:
-            o = iou(tuple(map(float, b)), tuple(map(float, box)))  # type: ignore[arg-type]
-            if o >= best_iou:
-                best, best_iou = v, o
-    return best
+from alprd.synth.video import Vehicle, vehicle_at, write_traffic_video
 
 
 def run(video: Path, truth: list[Vehicle], recognizer: Recognizer, tracking: TrackingConfig | None = None,
         formats: FormatsConfig | None = None, fps: float = 15.0, drop: float = 0.0, drop_seed: int = 0) -> dict[str, Any]:
     """`drop`: the share of frames a live camera on a busy unit would skip (frames keep their index
     and timestamp, as a live source's do)."""
-    pipe = CameraPipeline("cam", recognizer, "bench", tracking=tracking, formats=formats)
+    cam = CameraConfig(id="cam", source=str(video), tracking=tracking, formats=formats)
+    pipe = build_camera(Config(unit_id="bench", cameras=(cam,)), cam, recognizer, include_crop=False, location=None).pipeline
     frame_reads: list[tuple[int, str, tuple[int, ...]]] = []
     analyse = pipe._analyse
 

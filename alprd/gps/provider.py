@@ -11,9 +11,9 @@ import threading
 from typing import Any, Protocol
 
 from alprd.config import Config, GpsConfig, LocationConfig
+from alprd.geometry import Frame
 from alprd.gps.fix import fix_dict
 from alprd.gps.readers import GpsdReader, LiveReader, NmeaLog, SerialNmeaReader
-from alprd.sources.sources import Frame
 
 
 class LocationProvider(Protocol):

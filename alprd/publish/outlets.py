@@ -1,11 +1,15 @@
 """One outlet per destination broker: its own spool and communicator (an outage of one never holds
-up or loses another's data), its minimisation mode, its transparency counters and its audit batches."""
+up or loses another's data), its minimisation mode, its transparency counters and its audit batches.
+`Outlets` is all of them: what the daemon publishes, counts and closes, in one place."""
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from alprd.config import Config
@@ -15,6 +19,8 @@ from alprd.privacy.policy import Destination, Enforced, spool_path
 from alprd.publish.mqtt import MqttCommunicator
 from alprd.publish.payload import encode
 from alprd.publish.spool import Spool
+
+log = logging.getLogger(__name__)
 
 
 class Outlet:
@@ -64,3 +70,112 @@ class Outlet:
                 "spooled": c.get("spooled", 0), "suppressed": c.get("suppressed", 0),
                 "pseudonymised": c.get("pseudonymised", 0), "refused": self.comm.refused,
                 "spool_depth": self.spool.depth(), "connected": self.comm.connected}
+
+    def describe(self) -> dict[str, Any]:
+        """For the audit log's start entries: where this outlet sends, in what form."""
+        return {"name": self.name, "broker": self.address, "mode": self.mode, "include_crop": self.include_crop,
+                "tls": self.comm.cfg.tls is not None, "pinned": bool(self.comm.pin_sha256)}
+
+
+class Outlets:
+    """Every destination of the policy, the primary (mqtt:) first."""
+
+    def __init__(self, cfg: Config, enforced: Enforced):
+        self._outlets = [Outlet(cfg, d, enforced) for d in enforced.destinations]
+        self.primary = self._outlets[0]
+
+    def __iter__(self) -> Iterator[Outlet]:
+        return iter(self._outlets)
+
+    def __len__(self) -> int:
+        return len(self._outlets)
+
+    @property
+    def include_crop(self) -> bool:
+        """Some destination takes plate crops: the pipeline must keep them."""
+        return any(o.include_crop for o in self._outlets)
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    def publish(self, kind: str, camera: str, payload: dict[str, Any], read_id: str, timestamp_ms: int,
+                secret: bytes) -> None:
+        """A read or hit into every destination's spool, minimised for each; sent by `send_now()`."""
+        for o in self._outlets:
+            o.put(kind, camera, payload, read_id, timestamp_ms, secret)
+
+    def send_now(self) -> None:
+        """Wake every communicator: what the spools hold goes out now."""
+        for o in self._outlets:
+            o.comm.notify()
+
+    def publish_status(self, status: dict[str, Any]) -> None:
+        for o in self._outlets:
+            o.comm.set_status(status)
+
+    def publish_stats(self, payload: dict[str, Any]) -> None:
+        """Counts only: every destination gets them, whatever its mode; not spooled (stale is worthless)."""
+        body = json.dumps(payload).encode()
+        for o in self._outlets:
+            o.comm.publish_unspooled(o.comm.topic("stats"), body)
+
+    def publish_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The audit log's signed checkpoint, retained, so a subscriber can tell the log was not rewritten."""
+        body = json.dumps(checkpoint).encode()
+        for o in self._outlets:
+            o.comm.publish_unspooled(o.comm.topic("audit"), body, qos=1, retain=True)
+
+    # --- counts -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Each destination's transparency counters, by name."""
+        return {o.name: o.stats() for o in self._outlets}
+
+    @property
+    def refused(self) -> int:
+        """Connections dropped because a broker's certificate broke the policy, over all destinations."""
+        return sum(o.comm.refused for o in self._outlets)
+
+    @property
+    def connected(self) -> bool:
+        """The primary destination is connected."""
+        return self.primary.comm.connected
+
+    def primary_counts(self) -> dict[str, Any]:
+        """The primary destination's queue and delivery counts, for the stats payload."""
+        p = self.primary
+        return {"spool_depth": p.spool.depth(), "inflight": p.comm.inflight(), "published": p.comm.published,
+                "dropped": {"spool_full": p.spool.counter("dropped_spool_full")}}
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [o.describe() for o in self._outlets]
+
+    # --- retention and audit ------------------------------------------------------------------
+
+    def purge(self, now_ms: int, limits_ms: dict[str, int]) -> dict[str, dict[str, int]]:
+        """Rows past their retention limit leave every spool: what each lost, by name."""
+        return {o.name: o.spool.purge(now_ms, limits_ms) for o in self._outlets}
+
+    def flush_audit_batches(self, audit: AuditLog, max_n: int, max_s: float, force: bool = False) -> None:
+        for o in self._outlets:
+            o.flush_batch(audit, max_n, max_s, force)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for o in self._outlets:
+            o.comm.start()
+
+    def drain(self, drain_s: float) -> None:
+        """Wait, up to drain_s over all destinations together, until what the spools hold is acknowledged."""
+        deadline = time.monotonic() + drain_s
+        for o in self._outlets:
+            o.comm.drain(max(0.0, deadline - time.monotonic()))
+
+    def close(self, offline_status: dict[str, Any]) -> None:
+        """The offline status, disconnect, and the spools closed; what is left in one is sent at the next start."""
+        for o in self._outlets:
+            o.comm.stop(offline_status, drain_s=0.0)
+            left = o.spool.depth()
+            if left:
+                log.warning("%s: %d message(s) stay in the spool and will be sent at the next start", o.comm.tag, left)
+            o.spool.close()

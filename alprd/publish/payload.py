@@ -1,4 +1,4 @@
-"""The read payload (schema alprd.read/1, kept in alprd/schema/read-v1.schema.json)."""
+"""The read payload (schema alprd.read/1, kept beside this file in schema/read-v1.schema.json)."""
 
 from __future__ import annotations
 

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from alprd.config import ModelsConfig
 from alprd.errors import ModelError
+from alprd.geometry import iou
 from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateText, PlateVerifier
 from alprd.recognition.manifest import ModelEntry
-from alprd.recognition.preprocess import decode_centers, iou, letterbox, ocr_input, verifier_input
+from alprd.recognition.preprocess import decode_centers, letterbox, ocr_input, verifier_input
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ RECHECK_MIN_PX = 24
 RECHECK_MAX_PX = 64
 RECHECK_WINDOW = (256, 160)  # w, h of the second look's input: multiples of 32
 RECHECKS_PER_FRAME = 2
+# The defaults of models.detector_recheck_above and models.detector_verify_below (alprd/config.py;
+# a test keeps the two in step), for the tools that build a detector without a config.
+RECHECK_ABOVE = 0.2
+VERIFY_BELOW = 0.6
 
 
 def make_session(entry: ModelEntry, providers: Sequence[str], intra_op_threads: int,
@@ -59,8 +63,8 @@ def make_session(entry: ModelEntry, providers: Sequence[str], intra_op_threads: 
 class OnnxPlateDetector(PlateDetector):
     def __init__(self, entry: ModelEntry, providers: Sequence[str] = ("CPUExecutionProvider",),
                  intra_op_threads: int = 1, input_width: int = 640, threshold: float = 0.35,
-                 recheck_above: float = ModelsConfig.detector_recheck_above, verifier: PlateVerifier | None = None,
-                 verify_below: float = ModelsConfig.detector_verify_below):
+                 recheck_above: float = RECHECK_ABOVE, verifier: PlateVerifier | None = None,
+                 verify_below: float = VERIFY_BELOW):
         self.name, self.version = entry.name, entry.version
         self.session = make_session(entry, providers, intra_op_threads)
         self.stride = int(entry.input.get("stride", 4))

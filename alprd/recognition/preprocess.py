@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from alprd.geometry import iou
+
 # Fraction of the box added on each side before OCR: detector boxes are tight and real crops in
 # the training data carry a little border, so the reader is trained on that framing.
 CROP_PAD_X = 0.06
@@ -21,19 +23,6 @@ def crop_plate(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     xa, ya = max(0, x1 - px), max(0, y1 - py)
     xb, yb = min(w, x2 + px), min(h, y2 + py)
     return frame[ya:yb, xa:xb]
-
-
-def resize_box(box: tuple[int, int, int, int], grow_x: float, grow_y: float) -> tuple[int, int, int, int]:
-    """The box with grow_x of its width and grow_y of its height added on each side (negative
-    shrinks it); never narrower than 4 px or lower than 2 px. crop_plate clips it to the frame."""
-    x1, y1, x2, y2 = box
-    dx, dy = round((x2 - x1) * grow_x), round((y2 - y1) * grow_y)
-    x1, y1, x2, y2 = x1 - dx, y1 - dy, x2 + dx, y2 + dy
-    if x2 - x1 < 4:
-        x1, x2 = box[0], box[2]
-    if y2 - y1 < 2:
-        y1, y2 = box[1], box[3]
-    return x1, y1, x2, y2
 
 
 def ocr_input(crops: list[np.ndarray], height: int, width: int) -> np.ndarray:
@@ -124,13 +113,3 @@ def nms(boxes: Sequence[tuple[float, float, float, float, float]], iou_max: floa
         if all(iou(b[:4], k[:4]) < iou_max for k in keep):
             keep.append(b)
     return keep
-
-
-def intersection(a, b) -> float:
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-
-
-def iou(a, b) -> float:
-    inter = intersection(a, b)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

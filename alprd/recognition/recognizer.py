@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from alprd.config import ModelsConfig
+from alprd.geometry import iou, resize_box
 from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateRead, PlateText
 from alprd.recognition.manifest import default_models_dir, load_entry, load_optional_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR, OnnxPlateVerifier
-from alprd.recognition.preprocess import crop_plate, iou, resize_box
+from alprd.recognition.preprocess import crop_plate
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,39 @@ log = logging.getLogger(__name__)
 # tighter box with the surest read kept, this read 2.0 / 1.6 points more framed US / Brazilian dev
 # crops and 1 more of 288 synthetic stills, for two more reads of each unsure plate.
 REREAD_BOXES = ((0.08, 0.10), (-0.04, -0.05), (0.12, 0.15), (-0.08, -0.10))
+REREAD_BELOW = 0.95  # the default of models.reread_below (alprd/config.py; a test keeps the two in step)
+
+
+class ModelSettings(Protocol):
+    """What `Recognizer.from_config` reads: the `models:` section (alprd.config.ModelsConfig), or
+    anything with these attributes. Recognition itself takes plain arguments."""
+
+    @property
+    def dir(self) -> str: ...
+    @property
+    def detector(self) -> str: ...
+    @property
+    def ocr(self) -> str: ...
+    @property
+    def verifier(self) -> str: ...
+    @property
+    def detector_input_width(self) -> int: ...
+    @property
+    def detection_threshold(self) -> float: ...
+    @property
+    def detector_recheck_above(self) -> float: ...
+    @property
+    def detector_verify_below(self) -> float: ...
+    @property
+    def min_read_confidence(self) -> float: ...
+    @property
+    def min_plate_chars(self) -> int: ...
+    @property
+    def reread_below(self) -> float: ...
+    @property
+    def providers(self) -> Sequence[str]: ...
+    @property
+    def intra_op_threads(self) -> int: ...
 
 
 @dataclass
@@ -37,7 +72,7 @@ class Timings:
 
 class Recognizer:
     def __init__(self, detector: PlateDetector, ocr: PlateOCR, min_confidence: float = 0.5, min_chars: int = 3,
-                 reread_below: float = ModelsConfig.reread_below):
+                 reread_below: float = REREAD_BELOW):
         self.detector = detector
         self.ocr = ocr
         self.min_confidence = min_confidence
@@ -45,7 +80,7 @@ class Recognizer:
         self.reread_below = reread_below
 
     @classmethod
-    def from_config(cls, cfg: ModelsConfig) -> Recognizer:
+    def from_config(cls, cfg: ModelSettings) -> Recognizer:
         models_dir = Path(cfg.dir) if cfg.dir else default_models_dir()
         verifier = None
         if cfg.verifier and cfg.detector_verify_below > 0:

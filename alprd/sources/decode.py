@@ -9,7 +9,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from alprd.sources.sources import Frame, Source, put_unless_stopped
+from alprd.geometry import Frame
+from alprd.sources.sources import Source, put_unless_stopped
 
 _END = object()
 

@@ -11,15 +11,14 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from alprd.config import CameraConfig
-from alprd.motion import Motion, motion_detector
+from alprd.geometry import Frame
+from alprd.motion import MotionDetector
 from alprd.sources.still import ImageRefused, load_still
 
 log = logging.getLogger(__name__)
@@ -33,16 +32,6 @@ if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
 
 DECODE_THREADS = 1
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-@dataclass(frozen=True)
-class Frame:
-    camera: str
-    index: int
-    timestamp_ms: int  # wall clock (UTC ms) when captured, or video time offset from start for files
-    image: np.ndarray
-    video_ms: int | None = None  # recorded video: the video's own clock (0 at its first frame)
-    motion: Motion | None = None  # the motion test's verdict, made in frame order by the source
 
 
 class SourceState:
@@ -73,6 +62,11 @@ def put_unless_stopped(q: queue.Queue[Any], item: Any, stop: threading.Event) ->
         except queue.Full:
             continue
     return False
+
+
+def motion_detector(cam: CameraConfig) -> MotionDetector | None:
+    """The camera's motion test, run in its source's thread so its verdicts follow frame order."""
+    return MotionDetector.from_settings(cam.motion, cam.roi) if cam.motion.enabled else None
 
 
 def source_kind(cam: CameraConfig) -> str:

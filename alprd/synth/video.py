@@ -4,12 +4,15 @@ Every test video in the project comes from here, with its ground truth, so tests
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from alprd.geometry import iou
 from alprd.synth.plates import Plate, degrade, render_plate
 
 
@@ -24,6 +27,32 @@ class Vehicle:
     color: tuple[int, int, int]
     parked: bool = False
     boxes: dict[int, tuple[int, int, int, int]] = field(default_factory=dict, repr=False)
+
+
+def vehicle_at(truth: list[Vehicle], frame_index: int, box: Sequence[float], min_iou: float = 0.3) -> Vehicle | None:
+    """The vehicle whose plate `box` overlaps most (by at least min_iou) in that frame, if any."""
+    best, best_iou = None, min_iou
+    for v in truth:
+        b = v.boxes.get(frame_index)
+        if b is not None:
+            o = iou(b, box)
+            if o >= best_iou:
+                best, best_iou = v, o
+    return best
+
+
+def vehicles_read(reads: list[dict[str, Any]], truth: list[Vehicle]) -> tuple[set[str], set[str]]:
+    """Read payloads per vehicle pass: (plates of the vehicles with any read on their plate, those read
+    exactly). A read belongs to a vehicle when its box overlaps that vehicle's plate in the read's frame."""
+    seen, exact = set(), set()
+    for p in reads:
+        for v in truth:
+            b = v.boxes.get(p["frame_index"])
+            if b is not None and iou(b, p["box"]) > 0.3:
+                seen.add(v.text)
+                if p["plate"] == v.text:
+                    exact.add(v.text)
+    return seen, exact
 
 
 def road_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:

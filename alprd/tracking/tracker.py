@@ -8,10 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
-from alprd.recognition.preprocess import intersection, iou
+from alprd.geometry import Box, intersection, iou
 from alprd.tracking.vote import Observation
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass

@@ -41,7 +41,7 @@ from alprd.sources.sources import Frame, ImageFolderSource
 from alprd.sources.still import MAX_IMAGE_PIXELS, ImageRefused, image_size, load_still
 
 REPO = Path(__file__).resolve().parents[1]
-GPS_SCHEMA = json.loads((REPO / "alprd" / "schema" / "read-v1.schema.json").read_text())["properties"]["gps"]
+GPS_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())["properties"]["gps"]
 T0 = calendar.timegm((2026, 11, 21, 10, 0, 0)) * 1000
 
 

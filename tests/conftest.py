@@ -286,3 +286,20 @@ def daemons():
     yield start
     for d in started:
         d.kill()
+
+
+# The suite's folders are its kinds: unit (no broker, no daemon process), integration (a real
+# mosquitto and/or a daemon), models (the shipped ONNX models on real data), training (alprd-train).
+# Everything outside unit/ takes seconds to minutes a file, so it is also `slow`:
+# `pytest -m "not slow"` is the quick loop; plain `pytest` runs everything.
+_KINDS = ("unit", "integration", "models", "training")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        kind = next((k for k in _KINDS if f"/tests/{k}/" in str(item.path)), None)
+        if kind is None:
+            continue
+        item.add_marker(getattr(pytest.mark, kind))
+        if kind != "unit":
+            item.add_marker(pytest.mark.slow)

@@ -17,7 +17,7 @@ pytest.importorskip("alprd_train")
 from alprd.recognition.manifest import load_entry  # noqa: E402
 from alprd.recognition.onnx_models import OnnxPlateVerifier  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 
 

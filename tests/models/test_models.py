@@ -18,7 +18,7 @@ from alprd.recognition.manifest import load_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR, make_session
 from alprd.synth.video import render_still
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 LAYOUTS = ["us", "eu", "br", "mercosur", "us2", "eu2"]  # every layout the synthetic engine renders
 

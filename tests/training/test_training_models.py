@@ -21,7 +21,7 @@ from alprd.recognition.manifest import load_entry  # noqa: E402
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR  # noqa: E402
 from alprd.synth.video import render_still  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 TEACHER = REPO.parent / "shared" / "teachers" / "cct_xs_v2_global.onnx"
 TEACHER_DETECTOR = REPO.parent / "shared" / "teachers" / "yolo-v9-t-416-license-plates-end2end1.onnx"

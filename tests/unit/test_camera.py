@@ -17,7 +17,7 @@ from alprd.recognition.base import Detection, PlateRead
 from alprd.recognition.onnx_models import OnnxPlateDetector
 from alprd.recognition.recognizer import Recognizer
 
-ALPRD = Path(__file__).resolve().parents[1] / "alprd"
+ALPRD = Path(__file__).resolve().parents[2] / "alprd"
 LEFT_PLATE: Box = (40, 100, 120, 120)
 RIGHT_PLATE: Box = (440, 100, 520, 120)
 

@@ -28,7 +28,7 @@ from alprd import __version__
 from alprd.config import ModelsConfig
 from alprd.recognition.manifest import load_entry
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 READ_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())
 UNIT = "test-unit"
 BASE = f"alprd/{UNIT}"

@@ -15,7 +15,7 @@ from alprd.synth.video import render_still  # noqa: E402
 from alprd_train.scene_mining import TeacherDetector, mine_scene  # noqa: E402
 from alprd_train.train_detector import sample  # noqa: E402
 
-TEACHER = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "yolo-v9-t-416-license-plates-end2end1.onnx"
+TEACHER = Path(__file__).resolve().parents[3] / "shared" / "teachers" / "yolo-v9-t-416-license-plates-end2end1.onnx"
 
 
 def test_unlabelled_teacher_plates_are_added_and_explained_detections_are_not_negatives():
@@ -94,7 +94,7 @@ def test_detector_report_sets_unlabelled_plates_aside_but_counts_recall_on_label
     from alprd.recognition.onnx_models import OnnxPlateDetector
     from alprd_train.detector_report import score
 
-    det = OnnxPlateDetector(load_entry(Path(__file__).resolve().parents[1] / "models", "plate_detector", "detector"))
+    det = OnnxPlateDetector(load_entry(Path(__file__).resolve().parents[2] / "models", "plate_detector", "detector"))
     frame, _, box = render_still(np.random.default_rng(3), 1280, 720, "us")
     labelled = score(det, [frame], [[box]], [[]])
     assert labelled[0.4]["recall"] == 1.0 and labelled[0.4]["fp_per_image"] == 0.0
@@ -111,7 +111,7 @@ def test_mining_is_cached_so_a_resumed_run_trains_on_the_same_boxes(tmp_path):
     second run reads them back from the cache and never loads the detector again."""
     from alprd_train.scene_mining import mine
 
-    shipped = Path(__file__).resolve().parents[1] / "models" / "plate_detector.onnx"
+    shipped = Path(__file__).resolve().parents[2] / "models" / "plate_detector.onnx"
     rng = np.random.default_rng(4)
     scenes = [(render_still(rng, 960, 540, layout)[0], np.zeros((0, 4), np.float32)) for layout in ("us", "eu")]
     keys = ["a", "b"]
@@ -126,7 +126,7 @@ def test_detector_report_audit_sets_eye_checked_plates_aside_and_drops_labels_on
     from alprd.recognition.onnx_models import OnnxPlateDetector
     from alprd_train.detector_report import score
 
-    det = OnnxPlateDetector(load_entry(Path(__file__).resolve().parents[1] / "models", "plate_detector", "detector"))
+    det = OnnxPlateDetector(load_entry(Path(__file__).resolve().parents[2] / "models", "plate_detector", "detector"))
     frame, _, box = render_still(np.random.default_rng(3), 1280, 720, "us")
     nothing = (10, 10, 60, 30)  # a label on the sky
     # the plate unlabelled (the teacher missed it) and a label on no plate: a miss and a false positive

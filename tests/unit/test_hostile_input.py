@@ -40,7 +40,7 @@ from alprd.safe_yaml import load_yaml
 from alprd.sources.sources import Frame, ImageFolderSource
 from alprd.sources.still import MAX_IMAGE_PIXELS, ImageRefused, image_size, load_still
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GPS_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())["properties"]["gps"]
 T0 = calendar.timegm((2026, 11, 21, 10, 0, 0)) * 1000
 

@@ -16,7 +16,7 @@ from conftest import DaemonProcess, write_config
 
 from alprd.hotlist.hotlist import Hotlist, HotlistError, load_hotlist, normalise_plate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HIT_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "hit-v1.schema.json").read_text())
 READ_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())
 

@@ -18,7 +18,7 @@ import pytest
 from alprd.config import load_config
 from alprd.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE = "unit_id: u1\ncameras:\n  - id: cam1\n    source: clip.mp4\nworkers: 2\nspool:\n  max_rows: 1000\n"
 
 

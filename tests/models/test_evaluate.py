@@ -195,8 +195,8 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-EVAL_SETS = Path(__file__).resolve().parents[1] / "training" / "eval_sets"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+EVAL_SETS = Path(__file__).resolve().parents[2] / "training" / "eval_sets"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")

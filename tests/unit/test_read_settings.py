@@ -9,7 +9,7 @@ import pytest
 from alprd.config import FormatsConfig, TrackingConfig, load_config
 from alprd.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, body: str) -> Path:

@@ -25,7 +25,7 @@ from alprd.gps.nmea import NmeaParser, drive, drive_log, epoch_sentences, senten
 from alprd.gps.provider import ReplayGps, make_provider
 from alprd.gps.readers import GpsdReader, NmeaLog, SerialNmeaReader
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 READ_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())
 T0 = calendar.timegm((2026, 11, 21, 10, 0, 0)) * 1000
 

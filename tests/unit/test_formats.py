@@ -16,7 +16,7 @@ from alprd.errors import ConfigError
 from alprd.formats.formats import DIGIT_TO_LETTER, DIGIT_TO_LETTERS, LETTER_TO_DIGIT, LETTER_TO_DIGITS, FormatChecker
 from alprd.recognition.recognizer import Recognizer
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 BR = DATA / "openalpr_train_detector"
 US = DATA / "us_plate_crops"
 

@@ -30,7 +30,7 @@ from alprd.recognition.preprocess import (
     ocr_input,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json"
 
 

@@ -31,8 +31,8 @@ from alprd.privacy.policy import load_policy
 from alprd.safe_yaml import parse_yaml
 from alprd.sources.still import image_size
 
-REPO = Path(__file__).resolve().parents[1]
-GPS_SCHEMA = json.loads((REPO / "alprd" / "schema" / "read-v1.schema.json").read_text())["properties"]["gps"]
+REPO = Path(__file__).resolve().parents[2]
+GPS_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())["properties"]["gps"]
 T0 = 1_795_255_200_000
 
 YAML_TOKENS = ["&a ", "*a", "[" * 40, "{" * 40, "}", "]", ": ", "- ", "\t", "!!python/object/apply:os.system ", "'", '"',

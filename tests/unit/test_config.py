@@ -16,7 +16,7 @@ import yaml
 from alprd.config import Config, load_config
 from alprd.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
 
 

@@ -17,7 +17,7 @@ from alprd.datasets import ROMANIA_DEV_VIDEOS, detection_splits, ocr_splits, rea
 from alprd.errors import UserError  # noqa: E402
 from alprd_train.train_ocr import READ_BY_EYE, box_key, crop_key, label_blank_crops, read_by_eye, scene_crops  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 
 

@@ -22,7 +22,7 @@ from conftest import write_config
 
 from alprd.gps.nmea import drive, drive_log
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 READ_SCHEMA = json.loads((REPO / "alprd" / "publish" / "schema" / "read-v1.schema.json").read_text())
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

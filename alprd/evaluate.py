@@ -1,7 +1,10 @@
 """`alprd eval`: detection recall/precision and exact-match reading on labelled data.
 
 Scenes (OpenALPR benchmark folder, or a detection CSV) go through exactly the daemon's path:
-detector, crop, OCR. Crop sets (an OCR CSV) measure the reader alone on the given crops."""
+detector, crop, OCR. Crop sets (an OCR CSV) measure the reader alone on the given crops. With
+`--formats`, every read then goes through a camera's plate formats as the daemon's pipeline takes it
+(fitted to their layouts, fixed, or rejected when none fits). Figures are given for the whole set and
+for each source (datasets.source_of) in it."""
 
 from __future__ import annotations
 
@@ -9,25 +12,31 @@ import csv
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
-from alprd.config import ModelsConfig
+from alprd.config import FormatsConfig, ModelsConfig
 from alprd.datasets import (
     ROMANIA_DEV_VIDEOS,
     BoxLabel,
     CropSample,
     SceneSample,
+    in_source,
+    is_cross_source_held_out,
     is_held_out,
     read_detection_csv,
     read_ocr_csv,
     read_openalpr_benchmark,
     romania_video,
+    source_of,
 )
 from alprd.errors import UserError
-from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, is_plate_text
+from alprd.formats.formats import FormatChecker
+from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, PlateRead, PlateText, is_plate_text
 from alprd.recognition.preprocess import iou
 from alprd.recognition.recognizer import Recognizer, Timings
 
@@ -45,9 +54,34 @@ def _csv_kind(path: Path) -> str:
                     "image,x1,y1,x2,y2,text or image,text")
 
 
+SPLITS = ("all", "train", "dev", "cross-source", "holdout:SOURCE")
+
+
+def is_source_split(split: str) -> bool:
+    """The splits that hold out whole sources rather than plates."""
+    return split == "cross-source" or split.startswith("holdout:")
+
+
+def in_split(source: str, split: str) -> bool:
+    """For a source split: whether a sample of `source` is in it."""
+    if split == "cross-source":
+        return is_cross_source_held_out(source)
+    return in_source(source, split.removeprefix("holdout:"))
+
+
+def scene_in_dev(image: Path, csv_path: Path) -> bool:
+    """The project's held-out scenes: the two Romanian dev videos, openlpr's val photos (and the eval
+    sets made of them)."""
+    if "romania" in str(image) or "romania" in str(csv_path):
+        return romania_video(image) in ROMANIA_DEV_VIDEOS
+    return csv_path.name in ("val.csv", "valid.csv") or "val" in image.parent.parts[-1:]
+
+
 def _split_scenes(scenes: list[SceneSample], split: str, path: Path) -> list[SceneSample]:
     if split == "all":
         return scenes
+    if is_source_split(split):
+        return [s for s in scenes if in_split(source_of(s.image), split)]
     if "romania" in str(path):
         keep = [s for s in scenes if (romania_video(s.image) in ROMANIA_DEV_VIDEOS) == (split == "dev")]
     elif path.name in ("val.csv", "valid.csv"):
@@ -55,6 +89,53 @@ def _split_scenes(scenes: list[SceneSample], split: str, path: Path) -> list[Sce
     else:
         keep = scenes if split == "train" else []
     return keep
+
+
+def check_split(split: str, sources: set[str]) -> None:
+    """A holdout split must name a source of the set: one clear line listing those it has."""
+    if split in SPLITS[:4]:
+        return
+    if not split.startswith("holdout:") or not split.removeprefix("holdout:"):
+        raise UserError(f"--split {split}: valid: {', '.join(SPLITS)}")
+    wanted = split.removeprefix("holdout:")
+    if not any(in_source(s, wanted) for s in sources):
+        names = sorted(sources | {s.split("/")[0] for s in sources})
+        shown = ", ".join(names[:40]) + (f" and {len(names) - 40} more" if len(names) > 40 else "")
+        raise UserError(f"--split {split}: no sample of this set is from {wanted!r}; its sources: {shown}")
+
+
+Read = TypeVar("Read", PlateText, PlateRead)
+
+
+def through_formats(texts: list[Read], formats: FormatChecker | None) -> tuple[list[Read | None], int]:
+    """Each read as a camera's formats pass it (fitted, fixed), None where they reject it; and how
+    many they rejected."""
+    if formats is None:
+        return list(texts), 0
+    out: list[Read | None] = []
+    for t in texts:
+        fitted = formats.fitted(t)
+        r = formats.check(fitted.text, fitted.char_confidences)
+        out.append(None if r is None else dataclasses.replace(fitted, text=r.text))
+    return out, sum(t is None for t in out)
+
+
+def _by_source(rows: list[tuple[str, bool]], unit: str) -> dict[str, dict[str, float | int | None]]:
+    """rows: (source, read right) for each labelled text -> per source: how many, and the exact match."""
+    acc: dict[str, list[int]] = {}
+    for src, right in rows:
+        a = acc.setdefault(src, [0, 0])
+        a[0] += 1
+        a[1] += right
+    return {src: {unit: n, "exact_match": round(ok / n, 4)} for src, (n, ok) in sorted(acc.items())}
+
+
+def _dev_part(rows: list[tuple[bool, bool]], unit: str) -> dict[str, float | int | None]:
+    """rows: (in the project's dev split, read right): the figure on the part of a source split that
+    the shipped models were not trained on (they were trained on every source's non-dev part)."""
+    dev = [right for in_dev, right in rows if in_dev]
+    return {unit: len(dev), "exact_match": round(sum(dev) / len(dev), 4) if dev else None,
+            f"{unit}_trained_on": len(rows) - len(dev)}
 
 
 # The frame a far plate is simulated in: a 1080p camera's width. The dev photos are 359-960 px wide
@@ -123,8 +204,14 @@ def shrink_scene(img: np.ndarray, boxes: list[BoxLabel], plate_px: float,
     return canvas, _moved(boxes, w, h, at)
 
 
-def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | None = None) -> dict:
+def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | None = None,
+                formats: FormatChecker | None = None, dev_of: Callable[[Path], bool] | None = None) -> dict:
+    """`formats`: the reads go through a camera's formats (the rejected ones are not published);
+    `dev_of`: also give the figure on the scenes it calls dev (see _dev_part)."""
     boxes = found = small = small_found = fps = texts = exact = dets_total = stray_reads = with_read = 0
+    rejected = 0
+    by_source: list[tuple[str, bool]] = []
+    dev_rows: list[tuple[bool, bool]] = []
     errors: list[dict] = []
     tm = Timings()
     looks0 = getattr(rec.detector, "rechecks", 0)
@@ -138,6 +225,9 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
         if shrink_to and labels:
             img, labels = shrink_scene(img, labels, shrink_to)
         dets, reads = rec.analyse(img, tm)  # the daemon's own path
+        passed, dropped = through_formats(reads, formats)
+        reads = [r for r in passed if r is not None]
+        rejected += dropped
         dets_total += len(dets)
         matched: set[int] = set()
         scale_1080 = 1920 / img.shape[1]
@@ -154,9 +244,12 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
             if b.text:
                 texts += 1
                 on_plate = [r for r in reads if iou(gt, r.box) > IOU_MIN]
-                if any(r.text == b.text for r in on_plate):
-                    exact += 1
-                else:  # what was read there, if anything: a miss, a misread or a read under the floor
+                right = any(r.text == b.text for r in on_plate)
+                exact += right
+                by_source.append((source_of(s.image), right))
+                if dev_of is not None:
+                    dev_rows.append((dev_of(s.image), right))
+                if not right:  # what was read there, if anything: a miss, a misread or a read under the floor
                     errors.append({"image": str(s.image), "truth": b.text, "found": bool(hits),
                                    "read": on_plate[0].text if on_plate else None})
         fps += len(dets) - len(matched)
@@ -186,6 +279,9 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
         # Unsure boxes the plate verifier took for no plate (models.detector_verify_below).
         "detector_boxes_vetoed_per_image": (getattr(rec.detector, "vetoed", 0) - vetoed0) / n,
         "ocr_ms_per_plate": tm.ocr_ms / max(1, dets_total),
+        **({"rejected_by_format": rejected} if formats is not None else {}),
+        "by_source": _by_source(by_source, "labelled_texts"),
+        **({"dev_part": _dev_part(dev_rows, "labelled_texts")} if dev_of is not None else {}),
         "errors": errors[:200],
     }
 
@@ -198,7 +294,9 @@ def widen(img: np.ndarray, margin: float) -> np.ndarray:
     return cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_REPLICATE)
 
 
-def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0) -> dict:
+def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0, formats: FormatChecker | None = None,
+               dev_of: Callable[[CropSample], bool] | None = None) -> dict:
+    """As eval_scenes, for the reader alone on crops: a crop whose read the formats reject is a miss."""
     imgs = []
     for c in crops:
         img = cv2.imread(str(c.image), cv2.IMREAD_COLOR)
@@ -210,12 +308,20 @@ def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0) ->
     for i in range(0, len(imgs), 32):
         out.extend(rec.ocr.read(imgs[i:i + 32]))
     ms = (time.perf_counter() - t0) * 1000 / max(1, len(imgs))
-    exact = sum(o.text == c.text for o, c in zip(out, crops))
-    chars_ok = sum(sum(a == b for a, b in zip(o.text, c.text)) for o, c in zip(out, crops))
+    passed, rejected = through_formats(out, formats)
+    texts = [o.text if o is not None else "" for o in passed]
+    right = [t == c.text for t, c in zip(texts, crops)]
+    chars_ok = sum(sum(a == b for a, b in zip(t, c.text)) for t, c in zip(texts, crops))
     chars = sum(len(c.text) for c in crops)
-    errors = [{"image": str(c.image), "truth": c.text, "read": o.text} for o, c in zip(out, crops) if o.text != c.text]
-    return {"crops": len(crops), "exact_match": exact / max(1, len(crops)),
-            "char_accuracy": chars_ok / max(1, chars), "ms_per_crop": ms, "errors": errors[:200]}
+    errors = [{"image": str(c.image), "truth": c.text, "read": o.text if o is not None else None}
+              for o, c, ok in zip(passed, crops, right) if not ok]
+    return {"crops": len(crops), "exact_match": sum(right) / max(1, len(crops)),
+            "char_accuracy": chars_ok / max(1, chars), "ms_per_crop": ms,
+            **({"rejected_by_format": rejected} if formats is not None else {}),
+            "by_source": _by_source([(source_of(c.image), ok) for c, ok in zip(crops, right)], "crops"),
+            **({"dev_part": _dev_part([(dev_of(c), ok) for c, ok in zip(crops, right)], "crops")}
+               if dev_of is not None else {}),
+            "errors": errors[:200]}
 
 
 RELABEL_HEADER = ["image", "dataset_text", "text"]
@@ -252,8 +358,11 @@ def relabel_crops(crops: list[CropSample], dataset: Path, relabel: Path) -> tupl
 
 
 def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: str = "all",
-             shrink_to: float | None = None, margin: float = 0.0, relabel: Path | None = None) -> int:
-    rec = Recognizer.from_config(models)
+             shrink_to: float | None = None, margin: float = 0.0, relabel: Path | None = None,
+             formats: FormatsConfig | None = None) -> int:
+    """`formats`: read as a camera with those formats would publish (None: the reader's own reads)."""
+    checker = None if formats is None else FormatChecker(formats.presets, formats.custom, formats.fix_confusables,
+                                                         formats.max_fixes, "--formats")
     if dataset.is_dir():
         kind = "benchmark"
     elif dataset.suffix.lower() == ".csv" and dataset.is_file():
@@ -265,14 +374,23 @@ def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: s
                         "plates the detector frames itself")
     if relabel and kind != "ocr":
         raise UserError(f"--relabel {relabel}: only for a crop CSV (image,text); {dataset} holds scenes")
+    if kind == "benchmark" and split != "all":
+        raise UserError(f"--split {split}: only for ../shared/data CSVs and the eval sets made of them; "
+                        f"{dataset} is an OpenALPR benchmark folder")
+    rec = Recognizer.from_config(models)
+    source_split = is_source_split(split)
     if kind == "benchmark":
         scenes = read_openalpr_benchmark(dataset)
         if not scenes:
             raise UserError(f"{dataset}: no IMAGE.txt label files found (OpenALPR benchmark layout)")
         result = {"dataset": str(dataset), "kind": "scenes", **eval_scenes(rec, scenes, shrink_to)}
     elif kind == "detection":
-        scenes = _split_scenes(read_detection_csv(dataset), split, dataset)
-        result = {"dataset": str(dataset), "split": split, "kind": "scenes", **eval_scenes(rec, scenes, shrink_to)}
+        every = read_detection_csv(dataset)
+        check_split(split, {source_of(s.image) for s in every})
+        scenes = _split_scenes(every, split, dataset)
+        dev_scenes = (lambda image: scene_in_dev(image, dataset)) if source_split else None
+        result = {"dataset": str(dataset), "split": split, "kind": "scenes",
+                  **eval_scenes(rec, scenes, shrink_to, checker, dev_scenes)}
         if shrink_to:
             result["shrunk_to_px"] = shrink_to
     else:
@@ -281,13 +399,20 @@ def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: s
         if relabel:
             crops, corrected = relabel_crops(crops, dataset, relabel)
         crops = [c for c in crops if c.text]
-        if split != "all":
+        check_split(split, {source_of(c.image) for c in crops})
+        if source_split:
+            crops = [c for c in crops if in_split(source_of(c.image), split)]
+        elif split != "all":
             crops = [c for c in crops if is_held_out(c.group) == (split == "dev")]
-        result = {"dataset": str(dataset), "split": split, "kind": "crops", **eval_crops(rec, crops, margin)}
+        dev_crops = (lambda c: is_held_out(c.group)) if source_split else None
+        result = {"dataset": str(dataset), "split": split, "kind": "crops",
+                  **eval_crops(rec, crops, margin, checker, dev_crops)}
         if margin:
             result["margin"] = margin
         if relabel:
             result["relabelled"] = sum(c.image in corrected for c in crops)
+    if formats is not None:
+        result["formats"] = list(formats.presets) + list(formats.custom)
     result["models"] = rec.model_versions
     _print_table(result)
     if json_out:
@@ -296,9 +421,17 @@ def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: s
 
 
 def _print_table(result: dict) -> None:
-    rows = [(k, v) for k, v in result.items() if k not in ("errors", "models")]
+    rows = [(k, v) for k, v in result.items() if k not in ("errors", "models", "by_source", "dev_part")]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         if isinstance(v, float):
             v = f"{v:.4f}" if v <= 1 else f"{v:.2f}"
         print(f"{k.ljust(width)}  {v}")
+    if "dev_part" in result:
+        print(f"{'dev_part'.ljust(width)}  {_figure(result['dev_part'])} (the shipped models were trained on the rest)")
+    for src, fig in result.get("by_source", {}).items():
+        print(f"  {src}  {_figure(fig)}")
+
+
+def _figure(fig: dict) -> str:
+    return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in fig.items())

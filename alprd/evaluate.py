@@ -120,22 +120,33 @@ def through_formats(texts: list[Read], formats: FormatChecker | None) -> tuple[l
     return out, sum(t is None for t in out)
 
 
-def _by_source(rows: list[tuple[str, bool]], unit: str) -> dict[str, dict[str, float | int | None]]:
-    """rows: (source, read right) for each labelled text -> per source: how many, and the exact match."""
-    acc: dict[str, list[int]] = {}
-    for src, right in rows:
-        a = acc.setdefault(src, [0, 0])
-        a[0] += 1
-        a[1] += right
-    return {src: {unit: n, "exact_match": round(ok / n, 4)} for src, (n, ok) in sorted(acc.items())}
+# One labelled sample's outcome: its group (a source, or whether it is in the dev split), whether the
+# detector found it (None for a crop), and whether it was read right (None: no text to read).
+Outcome = tuple[object, bool | None, bool | None]
 
 
-def _dev_part(rows: list[tuple[bool, bool]], unit: str) -> dict[str, float | int | None]:
-    """rows: (in the project's dev split, read right): the figure on the part of a source split that
+def _figures(rows: list[Outcome]) -> dict[str, float | int | None]:
+    """Recall (scenes) and exact match of some samples."""
+    found = [f for _, f, _ in rows if f is not None]
+    read = [r for _, _, r in rows if r is not None]
+    out: dict[str, float | int | None] = {}
+    if found or not read:
+        out |= {"boxes": len(found), "recall": round(sum(found) / len(found), 4) if found else None}
+    unit = "labelled_texts" if found else "crops"
+    return out | {unit: len(read), "exact_match": round(sum(read) / len(read), 4) if read else None}
+
+
+def _by_source(rows: list[Outcome]) -> dict[str, dict[str, float | int | None]]:
+    groups: dict[str, list[Outcome]] = {}
+    for row in rows:
+        groups.setdefault(str(row[0]), []).append(row)
+    return {src: _figures(g) for src, g in sorted(groups.items())}
+
+
+def _dev_part(rows: list[Outcome]) -> dict[str, float | int | None]:
+    """rows grouped by being in the project's dev split: the figures on the part of a source split that
     the shipped models were not trained on (they were trained on every source's non-dev part)."""
-    dev = [right for in_dev, right in rows if in_dev]
-    return {unit: len(dev), "exact_match": round(sum(dev) / len(dev), 4) if dev else None,
-            f"{unit}_trained_on": len(rows) - len(dev)}
+    return _figures([r for r in rows if r[0]]) | {"samples_trained_on": sum(not r[0] for r in rows)}
 
 
 # The frame a far plate is simulated in: a 1080p camera's width. The dev photos are 359-960 px wide
@@ -210,8 +221,8 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
     `dev_of`: also give the figure on the scenes it calls dev (see _dev_part)."""
     boxes = found = small = small_found = fps = texts = exact = dets_total = stray_reads = with_read = 0
     rejected = 0
-    by_source: list[tuple[str, bool]] = []
-    dev_rows: list[tuple[bool, bool]] = []
+    by_source: list[Outcome] = []
+    dev_rows: list[Outcome] = []
     errors: list[dict] = []
     tm = Timings()
     looks0 = getattr(rec.detector, "rechecks", 0)
@@ -236,6 +247,7 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
             hits = [i for i, d in enumerate(dets) if iou(gt, d.box) > IOU_MIN]
             boxes += 1
             found += bool(hits)
+            right: bool | None = None
             matched.update(hits)
             with_read += any(iou(gt, r.box) > IOU_MIN for r in reads)
             if (b.x2 - b.x1) * scale_1080 < 60:
@@ -246,12 +258,12 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
                 on_plate = [r for r in reads if iou(gt, r.box) > IOU_MIN]
                 right = any(r.text == b.text for r in on_plate)
                 exact += right
-                by_source.append((source_of(s.image), right))
-                if dev_of is not None:
-                    dev_rows.append((dev_of(s.image), right))
                 if not right:  # what was read there, if anything: a miss, a misread or a read under the floor
                     errors.append({"image": str(s.image), "truth": b.text, "found": bool(hits),
                                    "read": on_plate[0].text if on_plate else None})
+            by_source.append((source_of(s.image), bool(hits), right))
+            if dev_of is not None:
+                dev_rows.append((dev_of(s.image), bool(hits), right))
         fps += len(dets) - len(matched)
         # Reads the unit would publish where no labelled plate is: a badge or sign read as a plate,
         # or a plate the labels leave out (the dev scenes leave some out, so this is an upper bound).
@@ -280,8 +292,8 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
         "detector_boxes_vetoed_per_image": (getattr(rec.detector, "vetoed", 0) - vetoed0) / n,
         "ocr_ms_per_plate": tm.ocr_ms / max(1, dets_total),
         **({"rejected_by_format": rejected} if formats is not None else {}),
-        "by_source": _by_source(by_source, "labelled_texts"),
-        **({"dev_part": _dev_part(dev_rows, "labelled_texts")} if dev_of is not None else {}),
+        "by_source": _by_source(by_source),
+        **({"dev_part": _dev_part(dev_rows)} if dev_of is not None else {}),
         "errors": errors[:200],
     }
 
@@ -318,8 +330,8 @@ def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0, fo
     return {"crops": len(crops), "exact_match": sum(right) / max(1, len(crops)),
             "char_accuracy": chars_ok / max(1, chars), "ms_per_crop": ms,
             **({"rejected_by_format": rejected} if formats is not None else {}),
-            "by_source": _by_source([(source_of(c.image), ok) for c, ok in zip(crops, right)], "crops"),
-            **({"dev_part": _dev_part([(dev_of(c), ok) for c, ok in zip(crops, right)], "crops")}
+            "by_source": _by_source([(source_of(c.image), None, ok) for c, ok in zip(crops, right)]),
+            **({"dev_part": _dev_part([(dev_of(c), None, ok) for c, ok in zip(crops, right)])}
                if dev_of is not None else {}),
             "errors": errors[:200]}
 
@@ -428,7 +440,9 @@ def _print_table(result: dict) -> None:
             v = f"{v:.4f}" if v <= 1 else f"{v:.2f}"
         print(f"{k.ljust(width)}  {v}")
     if "dev_part" in result:
-        print(f"{'dev_part'.ljust(width)}  {_figure(result['dev_part'])} (the shipped models were trained on the rest)")
+        dev = dict(result["dev_part"])
+        seen = dev.pop("samples_trained_on")
+        print(f"{'dev_part'.ljust(width)}  {_figure(dev)} (the shipped models were trained on the other {seen})")
     for src, fig in result.get("by_source", {}).items():
         print(f"  {src}  {_figure(fig)}")
 

@@ -275,12 +275,17 @@ def test_cross_source_split_holds_out_whole_sources_and_says_what_the_shipped_mo
     cross = run_eval(tmp_path, str(us), "--split", "cross-source")
     # 14 of the 51 states, 201 crops; 38 of them are in the plate-text dev split, the rest were trained on.
     assert cross["crops"] == 201 and len(cross["by_source"]) == 14
-    assert cross["dev_part"]["crops"] == 38 and cross["dev_part"]["crops_trained_on"] == 163
+    assert cross["dev_part"]["crops"] == 38 and cross["dev_part"]["samples_trained_on"] == 163
     assert sum(f["crops"] for f in cross["by_source"].values()) == 201
     assert cross["exact_match"] > cross["dev_part"]["exact_match"]  # plates it was trained on read better
     one = run_eval(tmp_path, str(us), "--split", "holdout:us_plate_crops/ny")
     assert list(one["by_source"]) == ["us_plate_crops/ny"] and one["crops"] == 17
     assert one["by_source"]["us_plate_crops/ny"]["exact_match"] == pytest.approx(one["exact_match"], abs=1e-4)
+    # Scenes: the Romanian night ride, every frame of which the shipped detector was trained on.
+    night = run_eval(tmp_path, str(DATA / "romania_dashcam" / "valid.csv"), "--split", "cross-source")
+    assert list(night["by_source"]) == ["romania_dashcam/nightride_type3_001"]
+    assert night["dev_part"]["boxes"] == 0 and night["dev_part"]["samples_trained_on"] == night["boxes"] > 0
+    assert night["by_source"]["romania_dashcam/nightride_type3_001"]["recall"] == pytest.approx(night["recall"], abs=1e-4)
 
 
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")

@@ -220,8 +220,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--shrink-to {args.shrink_to}: give a plate width in px at 1920 px scale, 8..400")
     if not 0 <= args.margin <= 0.5:
         raise UserError(f"--margin {args.margin}: give a share of the crop's width, 0..0.5")
+    formats = None
+    if args.formats is not None:
+        from alprd.config import FormatsConfig
+
+        formats = FormatsConfig(presets=tuple(p.strip() for p in args.formats.split(",") if p.strip()))
     return run_eval(Path(args.dataset), _models_config(args), args.json, args.split, args.shrink_to, args.margin,
-                    Path(args.relabel) if args.relabel else None)
+                    Path(args.relabel) if args.relabel else None, formats)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -327,8 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config")
     p.add_argument("--models")
     p.add_argument("--json", help="write the metrics here as JSON")
-    p.add_argument("--split", choices=["all", "train", "dev"], default="all",
-                   help="for ../shared/data CSVs: the project's fixed held-out split (dev) or the rest")
+    p.add_argument("--split", default="all", metavar="{all,train,dev,cross-source,holdout:SOURCE}",
+                   help="for ../shared/data CSVs: the project's fixed held-out plates (dev) or the rest (train); "
+                        "cross-source: the whole sources held out for models trained without them (a US state, "
+                        "a Brazilian camera, a Romanian ride; see alprd.datasets); holdout:SOURCE: one source "
+                        "or dataset, e.g. holdout:us_plate_crops/ca")
+    p.add_argument("--formats", metavar="PRESETS",
+                   help="read as a camera with these plate formats publishes (comma-separated presets, e.g. "
+                        "br or gb,eu): reads fitted to their layouts, fixed, or rejected")
     p.add_argument("--shrink-to", type=float, default=None, metavar="PX",
                    help="scenes: shrink each so its widest plate is PX wide at 1920 px scale, in a 1920 px wide "
                         "frame as a 1080p camera would see it (far plates)")

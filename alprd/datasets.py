@@ -7,12 +7,18 @@ Two layouts are understood:
 
 Splits are decided by a hash of a grouping key (video name, plate text) so that near-duplicate
 frames or the same car never sit on both sides; they do not change between runs or machines.
+
+Sources: every labelled image belongs to one source, the nearest thing the data has to one camera
+(source_of): a Romanian dashcam video, a US state, one of the two Brazilian capture series, the openlpr
+photos as a whole. The cross-source split holds out whole sources (CROSS_SOURCE), so a model trained
+without them is measured on cameras and places it has never seen; the dev split only holds out plates.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,3 +139,56 @@ def ocr_splits(data_root: Path) -> dict[str, list[CropSample]]:
         for s in read_ocr_csv(p):
             out[f"{key}_dev" if is_held_out(s.group) else f"{key}_train"].append(s)
     return out
+
+
+# --- sources and the cross-source split -----------------------------------------------------------
+
+# The data folders of ../shared/data, as named in SOURCES.md.
+DATASETS = ("romania_dashcam", "openlpr_plate_detection", "openalpr_train_detector", "us_plate_crops")
+_US_STATE = re.compile(r"([a-z]+)\d")
+_BR_SERIES = re.compile(r"_(C[CV])_\d")
+
+# Whole sources held out by `--split cross-source`, one or more of each dataset that has more than one:
+# - the Romanian night ride, the only `type3` video (another dashcam set-up, at night; 82 frames);
+# - the `_CC_` series of the Brazilian crops (498 crops, 261 plates, of which 86 are also in `_CV_`:
+#   the same site seen by two cameras, CC's in colour, CV's grey);
+# - US states drawn by a hash of the state's code (about a fifth: each state has its own plate designs).
+# openlpr's web photos have no camera or country in their labels: one source, never held out.
+CROSS_SOURCE_FIXED = frozenset({"romania_dashcam/nightride_type3_001", "openalpr_train_detector/CC"})
+CROSS_SOURCE_SALT = "alprd-source-v1"
+
+
+def source_of(image: Path) -> str:
+    """The source an image of ../shared/data (or an eval set pointing into it) belongs to:
+    `romania_dashcam/<video>`, `us_plate_crops/<state>`, `openalpr_train_detector/CC` or `/CV` (the
+    text-less crops: `/<folder>`), `openlpr_plate_detection`; an image of no known dataset is its own
+    folder's name."""
+    parts = image.parts
+    for name in DATASETS:
+        if name in parts:
+            break
+    else:
+        return image.parent.name or "."
+    if name == "romania_dashcam":
+        return f"{name}/{romania_video(image)}"
+    if name == "us_plate_crops":
+        m = _US_STATE.match(image.name)
+        return f"{name}/{m.group(1) if m else 'unknown'}"
+    if name == "openalpr_train_detector":
+        m = _BR_SERIES.match(image.name)
+        return f"{name}/{m.group(1) if m else image.parent.name}"
+    return name
+
+
+def is_cross_source_held_out(source: str) -> bool:
+    """Whether `--split cross-source` holds this source out (see CROSS_SOURCE_FIXED)."""
+    if source in CROSS_SOURCE_FIXED:
+        return True
+    if source.startswith("us_plate_crops/"):
+        return is_held_out(source, salt=CROSS_SOURCE_SALT)
+    return False
+
+
+def in_source(source: str, wanted: str) -> bool:
+    """`holdout:WANTED`: a source or a whole dataset (`us_plate_crops` holds every state)."""
+    return source == wanted or source.startswith(wanted.rstrip("/") + "/")

@@ -1,7 +1,10 @@
 """`alprd eval`: detection recall/precision and exact-match reading on labelled data.
 
 Scenes (OpenALPR benchmark folder, or a detection CSV) go through exactly the daemon's path:
-detector, crop, OCR. Crop sets (an OCR CSV) measure the reader alone on the given crops."""
+detector, crop, OCR. Crop sets (an OCR CSV) measure the reader alone on the given crops. With
+`--formats`, every read then goes through a camera's plate formats as the daemon's pipeline takes it
+(fitted to their layouts, fixed, or rejected when none fits). Figures are given for the whole set and
+for each source (datasets.source_of) in it."""
 
 from __future__ import annotations
 
@@ -9,26 +12,32 @@ import csv
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
-from alprd.config import ModelsConfig
+from alprd.config import FormatsConfig, ModelsConfig
 from alprd.datasets import (
     ROMANIA_DEV_VIDEOS,
     BoxLabel,
     CropSample,
     SceneSample,
+    in_source,
+    is_cross_source_held_out,
     is_held_out,
     read_detection_csv,
     read_ocr_csv,
     read_openalpr_benchmark,
     romania_video,
+    source_of,
 )
 from alprd.errors import UserError
+from alprd.formats.formats import FormatChecker
 from alprd.geometry import iou
-from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, is_plate_text
+from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, PlateRead, PlateText, is_plate_text
 from alprd.recognition.recognizer import Recognizer, Timings
 
 IOU_MIN = 0.3
@@ -45,9 +54,34 @@ def _csv_kind(path: Path) -> str:
                     "image,x1,y1,x2,y2,text or image,text")
 
 
+SPLITS = ("all", "train", "dev", "cross-source", "holdout:SOURCE")
+
+
+def is_source_split(split: str) -> bool:
+    """The splits that hold out whole sources rather than plates."""
+    return split == "cross-source" or split.startswith("holdout:")
+
+
+def in_split(source: str, split: str) -> bool:
+    """For a source split: whether a sample of `source` is in it."""
+    if split == "cross-source":
+        return is_cross_source_held_out(source)
+    return in_source(source, split.removeprefix("holdout:"))
+
+
+def scene_in_dev(image: Path, csv_path: Path) -> bool:
+    """The project's held-out scenes: the two Romanian dev videos, openlpr's val photos (and the eval
+    sets made of them)."""
+    if "romania" in str(image) or "romania" in str(csv_path):
+        return romania_video(image) in ROMANIA_DEV_VIDEOS
+    return csv_path.name in ("val.csv", "valid.csv") or "val" in image.parent.parts[-1:]
+
+
 def _split_scenes(scenes: list[SceneSample], split: str, path: Path) -> list[SceneSample]:
     if split == "all":
         return scenes
+    if is_source_split(split):
+        return [s for s in scenes if in_split(source_of(s.image), split)]
     if "romania" in str(path):
         keep = [s for s in scenes if (romania_video(s.image) in ROMANIA_DEV_VIDEOS) == (split == "dev")]
     elif path.name in ("val.csv", "valid.csv"):
@@ -55,6 +89,64 @@ def _split_scenes(scenes: list[SceneSample], split: str, path: Path) -> list[Sce
     else:
         keep = scenes if split == "train" else []
     return keep
+
+
+def check_split(split: str, sources: set[str]) -> None:
+    """A holdout split must name a source of the set: one clear line listing those it has."""
+    if split in SPLITS[:4]:
+        return
+    if not split.startswith("holdout:") or not split.removeprefix("holdout:"):
+        raise UserError(f"--split {split}: valid: {', '.join(SPLITS)}")
+    wanted = split.removeprefix("holdout:")
+    if not any(in_source(s, wanted) for s in sources):
+        names = sorted(sources | {s.split("/")[0] for s in sources})
+        shown = ", ".join(names[:40]) + (f" and {len(names) - 40} more" if len(names) > 40 else "")
+        raise UserError(f"--split {split}: no sample of this set is from {wanted!r}; its sources: {shown}")
+
+
+Read = TypeVar("Read", PlateText, PlateRead)
+
+
+def through_formats(texts: list[Read], formats: FormatChecker | None) -> tuple[list[Read | None], int]:
+    """Each read as a camera's formats pass it (fitted, fixed), None where they reject it; and how
+    many they rejected."""
+    if formats is None:
+        return list(texts), 0
+    out: list[Read | None] = []
+    for t in texts:
+        fitted = formats.fitted(t)
+        r = formats.check(fitted.text, fitted.char_confidences)
+        out.append(None if r is None else dataclasses.replace(fitted, text=r.text))
+    return out, sum(t is None for t in out)
+
+
+# One labelled sample's outcome: its group (a source, or whether it is in the dev split), whether the
+# detector found it (None for a crop), and whether it was read right (None: no text to read).
+Outcome = tuple[object, bool | None, bool | None]
+
+
+def _figures(rows: list[Outcome]) -> dict[str, float | int | None]:
+    """Recall (scenes) and exact match of some samples."""
+    found = [f for _, f, _ in rows if f is not None]
+    read = [r for _, _, r in rows if r is not None]
+    out: dict[str, float | int | None] = {}
+    if found or not read:
+        out |= {"boxes": len(found), "recall": round(sum(found) / len(found), 4) if found else None}
+    unit = "labelled_texts" if found else "crops"
+    return out | {unit: len(read), "exact_match": round(sum(read) / len(read), 4) if read else None}
+
+
+def _by_source(rows: list[Outcome]) -> dict[str, dict[str, float | int | None]]:
+    groups: dict[str, list[Outcome]] = {}
+    for row in rows:
+        groups.setdefault(str(row[0]), []).append(row)
+    return {src: _figures(g) for src, g in sorted(groups.items())}
+
+
+def _dev_part(rows: list[Outcome]) -> dict[str, float | int | None]:
+    """rows grouped by being in the project's dev split: the figures on the part of a source split that
+    the shipped models were not trained on (they were trained on every source's non-dev part)."""
+    return _figures([r for r in rows if r[0]]) | {"samples_trained_on": sum(not r[0] for r in rows)}
 
 
 # The frame a far plate is simulated in: a 1080p camera's width. The dev photos are 359-960 px wide
@@ -123,8 +215,14 @@ def shrink_scene(img: np.ndarray, boxes: list[BoxLabel], plate_px: float,
     return canvas, _moved(boxes, w, h, at)
 
 
-def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | None = None) -> dict:
+def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | None = None,
+                formats: FormatChecker | None = None, dev_of: Callable[[Path], bool] | None = None) -> dict:
+    """`formats`: the reads go through a camera's formats (the rejected ones are not published);
+    `dev_of`: also give the figure on the scenes it calls dev (see _dev_part)."""
     boxes = found = small = small_found = fps = texts = exact = dets_total = stray_reads = with_read = 0
+    rejected = 0
+    by_source: list[Outcome] = []
+    dev_rows: list[Outcome] = []
     errors: list[dict] = []
     tm = Timings()
     looks0 = getattr(rec.detector, "rechecks", 0)
@@ -138,6 +236,9 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
         if shrink_to and labels:
             img, labels = shrink_scene(img, labels, shrink_to)
         dets, reads = rec.analyse(img, tm)  # the daemon's own path
+        passed, dropped = through_formats(reads, formats)
+        reads = [r for r in passed if r is not None]
+        rejected += dropped
         dets_total += len(dets)
         matched: set[int] = set()
         scale_1080 = 1920 / img.shape[1]
@@ -146,6 +247,7 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
             hits = [i for i, d in enumerate(dets) if iou(gt, d.box) > IOU_MIN]
             boxes += 1
             found += bool(hits)
+            right: bool | None = None
             matched.update(hits)
             with_read += any(iou(gt, r.box) > IOU_MIN for r in reads)
             if (b.x2 - b.x1) * scale_1080 < 60:
@@ -154,11 +256,14 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
             if b.text:
                 texts += 1
                 on_plate = [r for r in reads if iou(gt, r.box) > IOU_MIN]
-                if any(r.text == b.text for r in on_plate):
-                    exact += 1
-                else:  # what was read there, if anything: a miss, a misread or a read under the floor
+                right = any(r.text == b.text for r in on_plate)
+                exact += right
+                if not right:  # what was read there, if anything: a miss, a misread or a read under the floor
                     errors.append({"image": str(s.image), "truth": b.text, "found": bool(hits),
                                    "read": on_plate[0].text if on_plate else None})
+            by_source.append((source_of(s.image), bool(hits), right))
+            if dev_of is not None:
+                dev_rows.append((dev_of(s.image), bool(hits), right))
         fps += len(dets) - len(matched)
         # Reads the unit would publish where no labelled plate is: a badge or sign read as a plate,
         # or a plate the labels leave out (the dev scenes leave some out, so this is an upper bound).
@@ -186,6 +291,9 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
         # Unsure boxes the plate verifier took for no plate (models.detector_verify_below).
         "detector_boxes_vetoed_per_image": (getattr(rec.detector, "vetoed", 0) - vetoed0) / n,
         "ocr_ms_per_plate": tm.ocr_ms / max(1, dets_total),
+        **({"rejected_by_format": rejected} if formats is not None else {}),
+        "by_source": _by_source(by_source),
+        **({"dev_part": _dev_part(dev_rows)} if dev_of is not None else {}),
         "errors": errors[:200],
     }
 
@@ -198,7 +306,9 @@ def widen(img: np.ndarray, margin: float) -> np.ndarray:
     return cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_REPLICATE)
 
 
-def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0) -> dict:
+def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0, formats: FormatChecker | None = None,
+               dev_of: Callable[[CropSample], bool] | None = None) -> dict:
+    """As eval_scenes, for the reader alone on crops: a crop whose read the formats reject is a miss."""
     imgs = []
     for c in crops:
         img = cv2.imread(str(c.image), cv2.IMREAD_COLOR)
@@ -210,12 +320,20 @@ def eval_crops(rec: Recognizer, crops: list[CropSample], margin: float = 0.0) ->
     for i in range(0, len(imgs), 32):
         out.extend(rec.ocr.read(imgs[i:i + 32]))
     ms = (time.perf_counter() - t0) * 1000 / max(1, len(imgs))
-    exact = sum(o.text == c.text for o, c in zip(out, crops))
-    chars_ok = sum(sum(a == b for a, b in zip(o.text, c.text)) for o, c in zip(out, crops))
+    passed, rejected = through_formats(out, formats)
+    texts = [o.text if o is not None else "" for o in passed]
+    right = [t == c.text for t, c in zip(texts, crops)]
+    chars_ok = sum(sum(a == b for a, b in zip(t, c.text)) for t, c in zip(texts, crops))
     chars = sum(len(c.text) for c in crops)
-    errors = [{"image": str(c.image), "truth": c.text, "read": o.text} for o, c in zip(out, crops) if o.text != c.text]
-    return {"crops": len(crops), "exact_match": exact / max(1, len(crops)),
-            "char_accuracy": chars_ok / max(1, chars), "ms_per_crop": ms, "errors": errors[:200]}
+    errors = [{"image": str(c.image), "truth": c.text, "read": o.text if o is not None else None}
+              for o, c, ok in zip(passed, crops, right) if not ok]
+    return {"crops": len(crops), "exact_match": sum(right) / max(1, len(crops)),
+            "char_accuracy": chars_ok / max(1, chars), "ms_per_crop": ms,
+            **({"rejected_by_format": rejected} if formats is not None else {}),
+            "by_source": _by_source([(source_of(c.image), None, ok) for c, ok in zip(crops, right)]),
+            **({"dev_part": _dev_part([(dev_of(c), None, ok) for c, ok in zip(crops, right)])}
+               if dev_of is not None else {}),
+            "errors": errors[:200]}
 
 
 RELABEL_HEADER = ["image", "dataset_text", "text"]
@@ -252,8 +370,11 @@ def relabel_crops(crops: list[CropSample], dataset: Path, relabel: Path) -> tupl
 
 
 def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: str = "all",
-             shrink_to: float | None = None, margin: float = 0.0, relabel: Path | None = None) -> int:
-    rec = Recognizer.from_config(models)
+             shrink_to: float | None = None, margin: float = 0.0, relabel: Path | None = None,
+             formats: FormatsConfig | None = None) -> int:
+    """`formats`: read as a camera with those formats would publish (None: the reader's own reads)."""
+    checker = None if formats is None else FormatChecker(formats.presets, formats.custom, formats.fix_confusables,
+                                                         formats.max_fixes, "--formats")
     if dataset.is_dir():
         kind = "benchmark"
     elif dataset.suffix.lower() == ".csv" and dataset.is_file():
@@ -265,14 +386,23 @@ def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: s
                         "plates the detector frames itself")
     if relabel and kind != "ocr":
         raise UserError(f"--relabel {relabel}: only for a crop CSV (image,text); {dataset} holds scenes")
+    if kind == "benchmark" and split != "all":
+        raise UserError(f"--split {split}: only for ../shared/data CSVs and the eval sets made of them; "
+                        f"{dataset} is an OpenALPR benchmark folder")
+    rec = Recognizer.from_config(models)
+    source_split = is_source_split(split)
     if kind == "benchmark":
         scenes = read_openalpr_benchmark(dataset)
         if not scenes:
             raise UserError(f"{dataset}: no IMAGE.txt label files found (OpenALPR benchmark layout)")
         result = {"dataset": str(dataset), "kind": "scenes", **eval_scenes(rec, scenes, shrink_to)}
     elif kind == "detection":
-        scenes = _split_scenes(read_detection_csv(dataset), split, dataset)
-        result = {"dataset": str(dataset), "split": split, "kind": "scenes", **eval_scenes(rec, scenes, shrink_to)}
+        every = read_detection_csv(dataset)
+        check_split(split, {source_of(s.image) for s in every})
+        scenes = _split_scenes(every, split, dataset)
+        dev_scenes = (lambda image: scene_in_dev(image, dataset)) if source_split else None
+        result = {"dataset": str(dataset), "split": split, "kind": "scenes",
+                  **eval_scenes(rec, scenes, shrink_to, checker, dev_scenes)}
         if shrink_to:
             result["shrunk_to_px"] = shrink_to
     else:
@@ -281,13 +411,20 @@ def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: s
         if relabel:
             crops, corrected = relabel_crops(crops, dataset, relabel)
         crops = [c for c in crops if c.text]
-        if split != "all":
+        check_split(split, {source_of(c.image) for c in crops})
+        if source_split:
+            crops = [c for c in crops if in_split(source_of(c.image), split)]
+        elif split != "all":
             crops = [c for c in crops if is_held_out(c.group) == (split == "dev")]
-        result = {"dataset": str(dataset), "split": split, "kind": "crops", **eval_crops(rec, crops, margin)}
+        dev_crops = (lambda c: is_held_out(c.group)) if source_split else None
+        result = {"dataset": str(dataset), "split": split, "kind": "crops",
+                  **eval_crops(rec, crops, margin, checker, dev_crops)}
         if margin:
             result["margin"] = margin
         if relabel:
             result["relabelled"] = sum(c.image in corrected for c in crops)
+    if formats is not None:
+        result["formats"] = list(formats.presets) + list(formats.custom)
     result["models"] = rec.model_versions
     _print_table(result)
     if json_out:
@@ -296,9 +433,19 @@ def run_eval(dataset: Path, models: ModelsConfig, json_out: str | None, split: s
 
 
 def _print_table(result: dict) -> None:
-    rows = [(k, v) for k, v in result.items() if k not in ("errors", "models")]
+    rows = [(k, v) for k, v in result.items() if k not in ("errors", "models", "by_source", "dev_part")]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         if isinstance(v, float):
             v = f"{v:.4f}" if v <= 1 else f"{v:.2f}"
         print(f"{k.ljust(width)}  {v}")
+    if "dev_part" in result:
+        dev = dict(result["dev_part"])
+        seen = dev.pop("samples_trained_on")
+        print(f"{'dev_part'.ljust(width)}  {_figure(dev)} (the shipped models were trained on the other {seen})")
+    for src, fig in result.get("by_source", {}).items():
+        print(f"  {src}  {_figure(fig)}")
+
+
+def _figure(fig: dict) -> str:
+    return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in fig.items())

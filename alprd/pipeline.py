@@ -155,7 +155,7 @@ class CameraPipeline:
     def _analyse(self, frame: Frame) -> _Analysed:
         dets, reads = self.recognizer.analyse(frame.image)
         kept = []
-        for r in reads:
+        for r in map(self.formats.fitted, reads):  # each frame's read fitted to the camera's layouts before the vote
             crop = crop_plate(frame.image, r.box)
             kept.append((r, _sharpness(crop), crop if self.include_crop else None))
         return _Analysed(frame, kept, [d.box for d in dets])

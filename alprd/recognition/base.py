@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,11 +24,24 @@ class Detection:
     confidence: float
 
 
+@dataclass(frozen=True, eq=False)
+class SlotEvidence:
+    """A slot reader's output for one crop: probs[slot, class], class i being chars[i], the pad among
+    them. Kept beside a read so that plate formats can decode the most probable text that fits a
+    plate layout (alprd.formats.layouts)."""
+
+    probs: np.ndarray
+    chars: str
+    pad: str
+
+
 @dataclass(frozen=True)
 class PlateText:
     text: str
     confidence: float  # product-free summary: the weakest character's confidence
     char_confidences: tuple[float, ...]
+    # What the text was decoded from, where the reader has slots; not part of the read's identity.
+    slots: SlotEvidence | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,7 @@ class PlateRead:
     char_confidences: tuple[float, ...]
     box: tuple[int, int, int, int]
     detection_confidence: float
+    slots: SlotEvidence | None = field(default=None, compare=False, repr=False)  # as PlateText.slots
 
 
 class PlateDetector(ABC):

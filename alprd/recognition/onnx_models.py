@@ -12,6 +12,7 @@ import onnxruntime as ort
 from alprd.errors import ModelError
 from alprd.geometry import iou
 from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateText, PlateVerifier
+from alprd.recognition.decoding import decode_ctc, decode_slots
 from alprd.recognition.manifest import ModelEntry
 from alprd.recognition.preprocess import decode_centers, letterbox, ocr_input, verifier_input
 
@@ -244,21 +245,4 @@ class OnnxPlateOCR(PlateOCR):
         return [self._decode(p) for p in probs]
 
     def _decode(self, p: np.ndarray) -> PlateText:
-        idx = p.argmax(-1)
-        conf = p.max(-1)
-        chars: list[str] = []
-        confs: list[float] = []
-        prev = -1
-        for i, c in zip(idx, conf):
-            ch = self.chars[i]
-            if self.ctc and i == prev:
-                # The same character over several columns: one character, as sure as its best column.
-                if ch != self.pad:
-                    confs[-1] = max(confs[-1], float(c))
-            elif ch != self.pad:
-                chars.append(ch)
-                confs.append(float(c))
-            prev = i
-        # The weakest character bounds how much the whole plate can be trusted.
-        total = min(confs) if confs else 0.0
-        return PlateText("".join(chars), total, tuple(round(c, 4) for c in confs))
+        return decode_ctc(p, self.chars, self.pad) if self.ctc else decode_slots(p, self.chars, self.pad)

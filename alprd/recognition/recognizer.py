@@ -127,7 +127,7 @@ class Recognizer:
             timings.detect_ms += (t1 - t0) * 1000
             timings.ocr_ms += (t2 - t1) * 1000
         reads = [
-            PlateRead(t.text, t.confidence, t.char_confidences, d.box, d.confidence)
+            PlateRead(t.text, t.confidence, t.char_confidences, d.box, d.confidence, t.slots)
             for d, t in zip(dets, texts)
             if t.confidence >= self.min_confidence and len(t.text) >= self.min_chars
         ]

@@ -233,14 +233,15 @@ def _us_side_marks(rng: np.random.Generator, d: ImageDraw.ImageDraw, box: tuple[
     return left, max(right, left + h)
 
 
-def render_us(rng: np.random.Generator, varied: bool = False) -> Plate:
+def render_us(rng: np.random.Generator, varied: bool = False, shown: str | None = None) -> Plate:
     """A US passenger plate. Real ones are scenic, with tall narrow characters (often spaced around a
     graphic), the state's name in a script or block face above or below, stickers, bolts and a
     dealer frame; the crops in ../shared/data show all of these.
 
     `varied` adds what the plain plate lacks and the real crops show: short and vanity serials,
     runs of one character, small stacked letters beside the serial and the access symbol, neither
-    part of the plate number (see `_us_varied_serial`, `_us_side_marks`)."""
+    part of the plate number (see `_us_varied_serial`, `_us_side_marks`). `shown`: these characters
+    (spaces and dashes drawn as gaps) instead of a random serial."""
     w, h = 480, 240
     img = Image.new("RGB", (w, h), _random_color(rng, dark=False))
     d = ImageDraw.Draw(img)
@@ -251,7 +252,9 @@ def render_us(rng: np.random.Generator, varied: bool = False) -> Plate:
     elif rng.random() < 0.5:
         band = _random_color(rng, dark=True)
         d.rectangle((0, int(h * 0.8), w, h), fill=tuple(int(c * 0.5 + 120) for c in band))
-    if varied:
+    if shown is not None:
+        pass
+    elif varied:
         shown = _us_varied_serial(rng)
     else:
         shown = _pattern(rng, US_PATTERNS[rng.integers(len(US_PATTERNS))])
@@ -305,17 +308,23 @@ def render_us(rng: np.random.Generator, varied: bool = False) -> Plate:
     return Plate(_to_bgr(img), label, "us", False)
 
 
-def render_eu(rng: np.random.Generator, two_line: bool = False, road: bool = False) -> Plate:
+def render_eu(rng: np.random.Generator, two_line: bool = False, road: bool = False,
+              country: str | None = None, shown: str | None = None) -> Plate:
     """An EU-band plate. `road`: as European plates look on the road, white (yellow for Dutch ones
     and British rear plates) with black characters, a third of them Romanian, the one European
-    country whose real plates the project can measure (training/eval_sets)."""
+    country whose real plates the project can measure (training/eval_sets). `country` (a code
+    of EU_ROAD_PATTERNS) and `shown` (the characters, spaces and dashes kept): that plate, not a
+    random one."""
     patterns = EU_ROAD_PATTERNS if road else EU_PATTERNS
-    if road and rng.random() < 0.33:
+    if country is not None:
+        pass
+    elif road and rng.random() < 0.33:
         country = "RO"
     else:
         country = list(patterns)[rng.integers(len(patterns))]
-    pats = patterns[country]
-    shown = _pattern(rng, pats[rng.integers(len(pats))])
+    if shown is None:
+        pats = patterns[country]
+        shown = _pattern(rng, pats[rng.integers(len(pats))])
     if road:
         yellow = country == "NL" or (country == "GB" and rng.random() < 0.5)
         bg = (245, 200, 20) if yellow else tuple(int(v) for v in rng.integers(225, 256, 3))
@@ -346,7 +355,8 @@ def render_eu(rng: np.random.Generator, two_line: bool = False, road: bool = Fal
     return Plate(_to_bgr(img), label, "eu2" if two_line else "eu", two_line)
 
 
-def render_br_old(rng: np.random.Generator) -> Plate:
+def render_br_old(rng: np.random.Generator, shown: str | None = None) -> Plate:
+    """A grey (or red) Brazilian plate of before 2018, `shown` (`ABC-1234`) or a random one."""
     w, h = 400, 130
     grey = int(rng.integers(170, 215))
     red = rng.random() < 0.15  # commercial plates are red with white text
@@ -358,12 +368,13 @@ def render_br_old(rng: np.random.Generator) -> Plate:
     fp = font_paths()[rng.integers(len(font_paths()))]
     city = BR_CITIES[rng.integers(len(BR_CITIES))]
     _draw_fitted(d, city, (60, 6, w - 60, 30), ink, fp)
-    shown = _pattern(rng, "LLL-DDDD")
+    shown = shown or _pattern(rng, "LLL-DDDD")
     _draw_fitted(d, shown, (14, 36, w - 14, h - 10), ink, fp)
     return Plate(_to_bgr(img), shown.replace("-", ""), "br", False)
 
 
-def render_br_mercosur(rng: np.random.Generator) -> Plate:
+def render_br_mercosur(rng: np.random.Generator, shown: str | None = None) -> Plate:
+    """A Mercosur plate (2018 on), `shown` (`ABC1D23`) or a random one."""
     w, h = 400, 130
     img = Image.new("RGB", (w, h), (245, 245, 245))
     d = ImageDraw.Draw(img)
@@ -371,7 +382,7 @@ def render_br_mercosur(rng: np.random.Generator) -> Plate:
     d.rectangle((4, 4, w - 5, 30), fill=(20, 60, 170))
     fp = font_paths()[rng.integers(len(font_paths()))]
     _draw_fitted(d, "BRASIL", (150, 8, w - 150, 27), (245, 245, 245), fp)
-    shown = _pattern(rng, "LLLDLDD")
+    shown = shown or _pattern(rng, "LLLDLDD")
     _draw_fitted(d, shown, (16, 40, w - 16, h - 12), (15, 15, 15), fp)
     return Plate(_to_bgr(img), shown, "mercosur", False)
 

@@ -178,6 +178,9 @@ def test_far_scenes_are_1080p_frames_with_the_plate_that_wide(stills):
     (["{csv}", "--margin", "0.7"], "--margin 0.7: give a share of the crop's width, 0..0.5"),
     (["{scenes}", "--margin", "0.1"], "only for a crop CSV"),
     (["{bad}"], "unknown CSV layout (header image,plate); expected"),
+    (["{crops}", "--split", "holdout:nowhere"], "--split holdout:nowhere: no sample of this set is from 'nowhere'; its sources:"),
+    (["{crops}", "--split", "later"], "--split later: valid: all, train, dev, cross-source, holdout:SOURCE"),
+    (["{crops}", "--formats", "xx"], "--formats.presets: unknown plate format 'xx'; valid: us"),
     (["{empty}"], "no IMAGE.txt label files found"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
@@ -244,3 +247,55 @@ def test_dev_crops_read_against_labels_corrected_by_eye(tmp_path, crops, relabel
     m = run_eval(tmp_path, str(DATA / crops), "--split", "dev", "--relabel", str(EVAL_SETS / relabel))
     assert m["relabelled"] == corrected
     assert m["exact_match"] >= exact_min, m
+
+
+def test_sources_are_the_nearest_thing_to_one_camera_the_data_has():
+    from alprd.datasets import CROSS_SOURCE_FIXED, is_cross_source_held_out, source_of
+
+    data = Path("../shared/data")
+    assert source_of(data / "us_plate_crops/images/ga1260.jpg") == "us_plate_crops/ga"
+    assert source_of(data / "openalpr_train_detector/images/br/_CC_012581_DXW7358.JPG_0000.jpg") == "openalpr_train_detector/CC"
+    assert source_of(data / "openalpr_train_detector/images/br/10_0MB0B16.jpg") == "openalpr_train_detector/br"
+    assert source_of(data / "romania_dashcam/images/valid/nightride_type3_001.mp4_t5.jpg") == \
+        "romania_dashcam/nightride_type3_001"
+    # An eval set pointing into the data from elsewhere keeps the source of the image it names.
+    assert source_of(Path("training/eval_sets/../../../shared/data/openlpr_plate_detection/images/val/1.jpg")) == \
+        "openlpr_plate_detection"
+    assert source_of(Path("/tmp/somewhere/crop.png")) == "somewhere"
+    assert all(is_cross_source_held_out(s) for s in CROSS_SOURCE_FIXED)
+    assert not is_cross_source_held_out("openlpr_plate_detection")  # one mixed source: never held out
+    # US states are held out whole, by a fixed hash: the same ones on every machine.
+    states = [f"us_plate_crops/{s}" for s in ("al", "ca", "dc", "ny", "tx", "va")]
+    assert [is_cross_source_held_out(s) for s in states] == [True, False, True, True, False, False]
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def test_cross_source_split_holds_out_whole_sources_and_says_what_the_shipped_models_saw(tmp_path):
+    us = DATA / "us_plate_crops" / "ocr.csv"
+    cross = run_eval(tmp_path, str(us), "--split", "cross-source")
+    # 14 of the 51 states, 201 crops; 38 of them are in the plate-text dev split, the rest were trained on.
+    assert cross["crops"] == 201 and len(cross["by_source"]) == 14
+    assert cross["dev_part"]["crops"] == 38 and cross["dev_part"]["samples_trained_on"] == 163
+    assert sum(f["crops"] for f in cross["by_source"].values()) == 201
+    assert cross["exact_match"] > cross["dev_part"]["exact_match"]  # plates it was trained on read better
+    one = run_eval(tmp_path, str(us), "--split", "holdout:us_plate_crops/ny")
+    assert list(one["by_source"]) == ["us_plate_crops/ny"] and one["crops"] == 17
+    assert one["by_source"]["us_plate_crops/ny"]["exact_match"] == pytest.approx(one["exact_match"], abs=1e-4)
+    # Scenes: the Romanian night ride, every frame of which the shipped detector was trained on.
+    night = run_eval(tmp_path, str(DATA / "romania_dashcam" / "valid.csv"), "--split", "cross-source")
+    assert list(night["by_source"]) == ["romania_dashcam/nightride_type3_001"]
+    assert night["dev_part"]["boxes"] == 0 and night["dev_part"]["samples_trained_on"] == night["boxes"] > 0
+    assert night["by_source"]["romania_dashcam/nightride_type3_001"]["recall"] == pytest.approx(night["recall"], abs=1e-4)
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def test_formats_read_as_a_camera_publishes(tmp_path):
+    """--formats: the reads go through a camera's formats; a Brazilian camera rejects most US plates."""
+    br = DATA / "openalpr_train_detector" / "ocr.csv"
+    plain = run_eval(tmp_path, str(br), "--split", "dev")
+    with_br = run_eval(tmp_path, str(br), "--split", "dev", "--formats", "br")
+    assert with_br["formats"] == ["br"] and "rejected_by_format" in with_br and "formats" not in plain
+    # Measured (reader 0.5.2 int8): 91.6 % either way; the misses already fit a Brazilian format.
+    assert with_br["exact_match"] >= plain["exact_match"]
+    us = run_eval(tmp_path, str(DATA / "us_plate_crops" / "ocr.csv"), "--split", "dev", "--formats", "br")
+    assert us["rejected_by_format"] > 100 and us["exact_match"] < 0.2

@@ -9,12 +9,17 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from alprd.errors import UserError
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 _TAIL_CHUNK = 65536
@@ -50,42 +55,173 @@ def _last_line(f: Any) -> bytes:
 
 class AuditLog:
     """Appends from any number of threads and processes (the daemon and `alprd export`): an exclusive
-    file lock covers reading the last line and writing the next, so the chain stays one chain."""
+    file lock covers reading the last line and writing the next, so the chain stays one chain.
 
-    def __init__(self, path: str | Path, key: bytes, unit: str):
+    With hold_on_error (the daemon), an entry the disk refuses (full, I/O error) is held in memory, up
+    to MAX_HELD (beyond it the oldest are dropped, and an `audit_entries_lost` entry says how many
+    when writing resumes), and written, in order and with its own time, by the next append that
+    succeeds; one ERROR line per interval says so. Without it (`alprd export`, which must not answer
+    unrecorded) the OSError is raised."""
+
+    MAX_HELD = 10_000
+    ERROR_EVERY_S = 60.0
+
+    def __init__(self, path: str | Path, key: bytes, unit: str, *, hold_on_error: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.key = key
         self.unit = unit
+        self.hold_on_error = hold_on_error
         self._lock = threading.Lock()
         self.last_seq, self.last_sha256 = 0, GENESIS
+        self._held: list[tuple[int, str, dict[str, Any]]] = []  # (ts_ms, event, fields) not yet on disk
+        self._lost = 0
+        self._lost_span: tuple[int, int] = (0, 0)
+        self._failing_since: float | None = None
+        self._last_error_log = 0.0
+        self._check_writable()
+
+    def _check_writable(self) -> None:
+        """At open, not at the first entry: a log the daemon cannot write is a one-line error at start
+        (exit 2), not a traceback after the cameras were opened."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND))
+                return
+        except OSError as e:
+            raise UserError(f"audit log {self.path}: cannot write it ({e.strerror}): make it and its folder "
+                            "writable by the daemon's user, or set privacy.audit_log") from None
+        if not os.access(self.path.parent, os.W_OK | os.X_OK):
+            raise UserError(f"audit log {self.path}: cannot create it: {self.path.parent} is read-only or not "
+                            "writable by the daemon's user; make it writable, or set privacy.audit_log")
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """The entry as written; held in memory (hold_on_error), the entry has no seq yet."""
+        now_ms = int(time.time() * 1000)
         with self._lock:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-            with os.fdopen(fd, "r+b") as f:
-                fcntl.flock(f, fcntl.LOCK_EX)
-                last = _last_line(f)
-                if last:
-                    try:
-                        seq = int(json.loads(last)["seq"]) + 1
-                    except (ValueError, KeyError, TypeError):  # a damaged last line: verify will name it
-                        f.seek(0)
-                        seq = sum(1 for _ in f) + 1
-                    prev = hashlib.sha256(last).hexdigest()
-                else:
-                    seq, prev = 1, GENESIS
-                now_ms = int(time.time() * 1000)
-                entry: dict[str, Any] = {"seq": seq, "ts": _iso(now_ms), "ts_ms": now_ms, "unit": self.unit,
+            self._held.append((now_ms, event, fields))
+            try:
+                return self._write_held()[-1]
+            except OSError as e:
+                if not self.hold_on_error:
+                    self._held.pop()
+                    raise
+                self._bound_held()
+                self._failed(e)
+                return {"ts": iso_time(now_ms), "ts_ms": now_ms, "unit": self.unit, "event": event, **fields}
+
+    def retry(self) -> bool:
+        """Write what memory holds, if anything. True when nothing is held (any more)."""
+        with self._lock:
+            if not self._held and not self._lost:
+                return True
+            try:
+                self._write_held()
+            except OSError as e:
+                self._failed(e)
+                return False
+            return True
+
+    def held(self) -> int:
+        """Entries waiting in memory for the disk."""
+        return len(self._held)
+
+    def _bound_held(self) -> None:
+        while len(self._held) > self.MAX_HELD:
+            ts, _, _ = self._held.pop(0)
+            self._lost_span = (self._lost_span[0] if self._lost else ts, ts)
+            self._lost += 1
+
+    def _failed(self, e: OSError) -> None:
+        now = time.monotonic()
+        first = self._failing_since is None
+        if first:
+            self._failing_since = now
+        if first or now - self._last_error_log >= self.ERROR_EVERY_S:
+            log.error("audit log %s: cannot write (%s): %d entr(ies) held in memory (up to %d), %d lost; "
+                      "written when the disk takes them", self.path, e.strerror or e, len(self._held),
+                      self.MAX_HELD, self._lost)
+            self._last_error_log = now
+
+    def _write_held(self) -> list[dict[str, Any]]:
+        """Every held entry, chained, in one write; on a failed write the file is cut back to where it
+        was, so a half-written line never breaks the chain."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+        with os.fdopen(fd, "r+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            last = _last_line(f)
+            if last:
+                try:
+                    seq = int(json.loads(last)["seq"]) + 1
+                except (ValueError, KeyError, TypeError):  # a damaged last line: verify will name it
+                    f.seek(0)
+                    seq = sum(1 for _ in f) + 1
+                prev = hashlib.sha256(last).hexdigest()
+            else:
+                seq, prev = 1, GENESIS
+            todo = list(self._held)
+            if self._lost:
+                first_ts, last_ts = self._lost_span
+                todo.insert(0, (int(time.time() * 1000), "audit_entries_lost",
+                                {"count": self._lost, "first_ts": iso_time(first_ts), "last_ts": iso_time(last_ts)}))
+            entries, lines = [], []
+            for ts_ms, event, fields in todo:
+                entry: dict[str, Any] = {"seq": seq, "ts": iso_time(ts_ms), "ts_ms": ts_ms, "unit": self.unit,
                                          "event": event, **fields, "prev": prev}
                 entry["mac"] = entry_mac(self.key, entry)
                 line = json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
-                f.seek(0, os.SEEK_END)
-                f.write(line + b"\n")
-                f.flush()
+                entries.append(entry)
+                lines.append(line)
+                seq, prev = seq + 1, hashlib.sha256(line).hexdigest()
+            size = f.seek(0, os.SEEK_END)
+            data = memoryview(b"".join(ln + b"\n" for ln in lines))
+            try:
+                while data:  # unbuffered: a buffered file would retry the failed rest when closed
+                    data = data[os.write(f.fileno(), data):]
                 os.fsync(f.fileno())
-                self.last_seq, self.last_sha256 = seq, hashlib.sha256(line).hexdigest()
-        return entry
+            except OSError:
+                try:
+                    os.ftruncate(f.fileno(), size)
+                except OSError:  # nothing more to do: verify names the incomplete line
+                    pass
+                raise
+            self.last_seq, self.last_sha256 = seq - 1, prev
+        if self._failing_since is not None:
+            log.warning("audit log %s: writable again after %.0f s: %d held entr(ies) written", self.path,
+                        time.monotonic() - self._failing_since, len(todo))
+            self._failing_since = None
+        self._held.clear()
+        self._lost = 0
+        return entries
+
+    def unclean_end(self) -> dict[str, Any] | None:
+        """When the newest start/stop entry is a start, that run ended without its stop entry (killed,
+        crashed, power lost): the run's start and the last entry the log holds, for an entry saying so."""
+        if not self.path.exists():
+            return None
+        lifecycle: dict[str, Any] | None = None
+        last = b""
+        with open(self.path, "rb") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                last = line
+                if b'"event":"start"' in line or b'"event":"stop"' in line:
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        continue
+                    if e.get("event") in ("start", "stop"):
+                        lifecycle = e
+        if lifecycle is None or lifecycle["event"] == "stop":
+            return None
+        try:
+            tail = json.loads(last)
+        except ValueError:
+            tail = {}
+        return {"run_started_seq": lifecycle.get("seq"), "run_started_ts": lifecycle.get("ts"),
+                "last_seq": tail.get("seq"), "last_event": tail.get("event", "(unreadable line)"),
+                "last_ts": tail.get("ts")}
 
     def checkpoint(self) -> dict[str, Any]:
         """A signed statement of the log's head, read from the file (`alprd export` appends too)."""
@@ -101,7 +237,7 @@ class AuditLog:
             else:
                 seq, sha = self.last_seq, self.last_sha256
         now_ms = int(time.time() * 1000)
-        return {"unit": self.unit, "seq": seq, "sha256": sha, "ts": _iso(now_ms), "ts_ms": now_ms,
+        return {"unit": self.unit, "seq": seq, "sha256": sha, "ts": iso_time(now_ms), "ts_ms": now_ms,
                 "mac": checkpoint_mac(self.key, self.unit, seq, sha)}
 
     def last_entry(self, event: str) -> dict[str, Any] | None:
@@ -120,7 +256,7 @@ class AuditLog:
         return found
 
 
-def _iso(ms: int) -> str:
+def iso_time(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 

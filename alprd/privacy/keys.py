@@ -19,11 +19,14 @@ def load_or_create_secret(path: str | Path) -> bytes:
     """Read the unit secret, creating it (0600, random) on first start."""
     p = Path(path)
     if not p.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
         try:
+            p.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process created it first: use theirs
             pass
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot create the unit key file ({e.strerror}): make its folder writable "
+                              "by the daemon's user, or set privacy.key_file") from None
         else:
             with os.fdopen(fd, "w") as f:
                 f.write(os.urandom(SECRET_BYTES).hex() + "\n")

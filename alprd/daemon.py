@@ -66,7 +66,7 @@ class Daemon:
         self.policy = enforce(cfg)
         key_file, audit_file = privacy_paths(cfg)
         self._secret = load_or_create_secret(key_file)
-        self.audit = AuditLog(audit_file, audit_key(self._secret), cfg.unit_id)
+        self.audit = AuditLog(audit_file, audit_key(self._secret), cfg.unit_id, hold_on_error=True)
         self.audit_chain = "new"  # what the start-up check of the existing log found (see audit_start)
         self.recognizer = recognizer or Recognizer.from_config(cfg.models)
         self.outlets = Outlets(cfg, self.policy)
@@ -220,6 +220,7 @@ class Daemon:
 
     def audit_start(self) -> None:
         """The start entry, preceded by change entries when the config or policy differ from the last start's."""
+        self._audit_previous_run()
         e = self.policy
         # The chain is checked before this run adds to it: an edit made while the unit was off (or by
         # anyone with the file) is named now, in the log itself, not first at the next audit.
@@ -241,6 +242,18 @@ class Daemon:
                           policy=e.source, policy_sha256=e.sha256, destinations=self.outlets.describe(),
                           retention_h=dataclasses.asdict(e.retention),
                           cameras=[s.cam.id for s in self.sources])
+
+    def _audit_previous_run(self) -> None:
+        """What the last run could not say itself: that it ended without its stop entry, and the reads
+        its brokers acknowledged that no audit entry named yet; and a corrupt spool moved aside."""
+        ended = self.audit.unclean_end()
+        if ended is not None:
+            log.warning("the previous run (started %s) ended without stopping (killed, crashed or power lost); "
+                        "its last audit entry: seq %s %s at %s", ended["run_started_ts"], ended["last_seq"],
+                        ended["last_event"], ended["last_ts"])
+            self.audit.append("unclean_end", **ended)
+        for o in self.outlets:
+            o.audit_opening(self.audit)
 
     def audit_hotlist_change(self, source: str, sha256: str, entries: int, **details: Any) -> None:
         """For the hotlist loader: every change of the list the unit matches against is audited."""
@@ -347,8 +360,24 @@ class Daemon:
         # Final counts, so what a hits_only destination never saw is still counted there.
         self.outlets.publish_stats(self.stats_payload(max(time.monotonic() - last_stats, 1e-3), prev_frames))
         self.outlets.close(self.status(online=False))
-        log.info("stopped")
+        log.info("stopped: %s", self._final_counts())
+        ended = [s for s in self.sources if s.status.state == "error"]
+        if until_sources_end and self.sources and len(ended) == len(self.sources):
+            log.error("every camera ended in error: %s",
+                      "; ".join(f"{s.cam.id} ({s.status.detail})" for s in ended))
+            return 1
         return 0
+
+    def _final_counts(self) -> str:
+        """Where every message went, per destination: made = published + spooled + dropped."""
+        parts = []
+        for o in self.outlets:
+            st = o.stats()
+            d = st["dropped"]
+            parts.append(f"{o.name}: {st['spooled']} made, {st['published']} published, {st['spool_depth']} left "
+                         f"in the spool, dropped spool_full {d['spool_full']} spool_error {d['spool_error']}")
+        held = self.audit.held()
+        return "; ".join(parts) + (f"; {held} audit entr(ies) never written (disk)" if held else "")
 
     def _idle(self) -> bool:
         with self._busy_lock:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from alprd.config import Config
-from alprd.privacy.audit import AuditLog
+from alprd.privacy.audit import AuditLog, iso_time
 from alprd.privacy.minimise import is_hit, minimise
 from alprd.privacy.policy import Destination, Enforced, spool_path
 from alprd.publish.mqtt import MqttCommunicator
@@ -33,8 +33,7 @@ class Outlet:
         self.address = f"{dest.mqtt.host}:{dest.mqtt.port}"
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._batch: list[tuple[str, str]] = []
-        self._batch_since = 0.0
+        self._awaiting: set[int] = set()  # acknowledgements named by an audit entry still held in memory
 
     def put(self, kind: str, camera: str, payload: dict[str, Any], read_id: str, timestamp_ms: int,
             secret: bytes) -> None:
@@ -49,19 +48,38 @@ class Outlet:
         self.spool.put(self.comm.topic(camera, kind), encode(out), read_id, timestamp_ms,
                        hit=is_hit(kind, payload), crop="crop_jpeg" in out)
 
-    def flush_batch(self, audit: AuditLog, max_n: int, max_s: float, force: bool = False) -> None:
-        """One "published" audit entry per window of acknowledgements, not one per message."""
-        acked = self.comm.take_acked()
-        now = time.monotonic()
-        if acked and not self._batch:
-            self._batch_since = now
-        self._batch.extend(acked)
-        if not self._batch or not (force or len(self._batch) >= max_n or now - self._batch_since >= max_s):
+    def flush_batch(self, audit: AuditLog, max_n: int, max_s: float, force: bool = False,
+                    previous_run: bool = False) -> None:
+        """One "published" audit entry per window of acknowledgements, not one per message. The spool
+        keeps each acknowledgement (read id and kind) until the entry naming it is on disk, so a killed
+        daemon's are audited at the next start (previous_run) instead of lost."""
+        self.comm.take_acked()  # the communicator's copy: the spool's is the one that survives a kill
+        if self._awaiting and audit.retry():  # the entry naming them, held in memory, is now on disk
+            self.spool.forget(self._awaiting)
+            self._awaiting = set()
+        batch = [a for a in self.spool.acked() if a.id not in self._awaiting]
+        if not batch:
             return
-        batch, self._batch = self._batch, []
-        ids = sorted(r for r, _ in batch)
-        audit.append("published", destination=self.name, broker=self.address, mode=self.mode, count=len(batch),
-                     kinds=dict(Counter(k for _, k in batch)), first_read_id=ids[0], last_read_id=ids[-1])
+        now = time.time()
+        if not (force or len(batch) >= max_n or now - batch[0].acked_ms / 1000 >= max_s):
+            return
+        ids = sorted(a.read_id for a in batch)
+        entry = audit.append("published", destination=self.name, broker=self.address, mode=self.mode,
+                             count=len(batch), kinds=dict(Counter(a.kind for a in batch)), first_read_id=ids[0],
+                             last_read_id=ids[-1], acked_from=iso_time(batch[0].acked_ms),
+                             acked_to=iso_time(batch[-1].acked_ms), **({"previous_run": True} if previous_run else {}))
+        if "seq" in entry:
+            self.spool.forget(a.id for a in batch)
+        else:  # held in memory until the disk takes it: forgotten once it is written
+            self._awaiting.update(a.id for a in batch)
+
+    def audit_opening(self, audit: AuditLog) -> None:
+        """At start: a corrupt spool moved aside, and what the last run had acknowledged but not audited."""
+        moved = self.spool.moved_aside
+        if moved is not None:
+            audit.append("spool_corrupt", destination=self.name, file=str(moved.path), moved_to=str(moved.moved_to),
+                         found=moved.reason)
+        self.flush_batch(audit, 1, 0.0, force=True, previous_run=True)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -69,7 +87,8 @@ class Outlet:
         return {"broker": self.address, "mode": self.mode, "published": self.comm.published,
                 "spooled": c.get("spooled", 0), "suppressed": c.get("suppressed", 0),
                 "pseudonymised": c.get("pseudonymised", 0), "refused": self.comm.refused,
-                "spool_depth": self.spool.depth(), "connected": self.comm.connected}
+                "spool_depth": self.spool.depth(), "spool_in_memory": self.spool.in_memory(),
+                "dropped": self.spool.dropped(), "connected": self.comm.connected}
 
     def describe(self) -> dict[str, Any]:
         """For the audit log's start entries: where this outlet sends, in what form."""
@@ -144,7 +163,7 @@ class Outlets:
         """The primary destination's queue and delivery counts, for the stats payload."""
         p = self.primary
         return {"spool_depth": p.spool.depth(), "inflight": p.comm.inflight(), "published": p.comm.published,
-                "dropped": {"spool_full": p.spool.counter("dropped_spool_full")}}
+                "dropped": p.spool.dropped()}
 
     def describe(self) -> list[dict[str, Any]]:
         return [o.describe() for o in self._outlets]

@@ -275,6 +275,18 @@ def test_spool_in_a_read_only_folder_is_one_clear_error(tmp_path):
         assert f"cannot write in {fs}" in str(e.value) and "read-only" in str(e.value)
 
 
+def test_spool_refused_by_permissions_is_one_clear_error(tmp_path, monkeypatch):
+    """Where no read-only mount can be made: the folder's refusal, injected where the file is created."""
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(spool_mod.os, "open", refuse)
+    with pytest.raises(SpoolUnusable) as e:
+        Spool(tmp_path / "spool.db")
+    assert str(e.value).startswith(f"spool {tmp_path / 'spool.db'}: ") and "(Permission denied)" in str(e.value)
+    assert "spool.path" in str(e.value)
+
+
 @pytest.mark.parametrize("case", ["fresh", "used", "spool-only"])
 def test_daemon_on_a_read_only_folder_says_one_line_and_exits_2(tmp_path, models_dir, case):
     """fresh: nothing there yet; used: a unit folder remounted read-only (as ext4 does on errors);

@@ -130,10 +130,36 @@ def plan_extra(rng: np.random.Generator, plan: list[Vehicle], frames: int, fps: 
         plan.append(v)
 
 
+def camera_view(frame_index: int, fps: float, width: int, height: int) -> np.ndarray:
+    """The 2x3 affine from the scene to what a camera on a moving patrol car sees in that frame: a slow
+    zoom between 1.08x and 1.3x (10 s period) and a sideways pan (6 s period, a few pixels a frame at
+    1080p) with some vertical sway. Zoom is never below 1 and the pan stays within the zoom's margin,
+    so the view never leaves the scene (no blank borders)."""
+    t = frame_index / fps
+    zoom = 1.08 + 0.22 * (0.5 - 0.5 * np.cos(2 * np.pi * t / 10))
+    margin_x, margin_y = (zoom - 1) * width / 2, (zoom - 1) * height / 2
+    pan_x = 0.9 * margin_x * np.sin(2 * np.pi * t / 6)
+    pan_y = 0.5 * margin_y * np.sin(2 * np.pi * t / 4 + 1.0)
+    cx, cy = width / 2 + pan_x, height / 2 + pan_y  # the scene point that lands on the view's centre
+    return np.array([[zoom, 0.0, width / 2 - zoom * cx], [0.0, zoom, height / 2 - zoom * cy]], np.float64)
+
+
+def _view_box(m: np.ndarray, box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int] | None:
+    """A plate box through the camera's affine; None when it leaves the view (not a readable plate)."""
+    x1, y1 = m[0, 0] * box[0] + m[0, 2], m[1, 1] * box[1] + m[1, 2]
+    x2, y2 = m[0, 0] * box[2] + m[0, 2], m[1, 1] * box[3] + m[1, 2]
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        return None
+    return (int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))
+
+
 def write_traffic_video(path: Path, vehicles: int = 6, seconds: float = 12.0, width: int = 1280,
                         height: int = 720, fps: float = 15.0, seed: int = 1, noise: bool = True,
                         parked: int = 0, fast: int = 0, layouts: tuple[str, ...] | None = None,
-                        extra_layouts: tuple[str, ...] = ("us", "mercosur", "br")) -> list[Vehicle]:
+                        extra_layouts: tuple[str, ...] = ("us", "mercosur", "br"),
+                        moving_camera: bool = False) -> list[Vehicle]:
+    """Render the clip and return its ground truth. moving_camera: the camera pans and zooms (see
+    camera_view), so the whole frame changes every frame and plate boxes are where the view puts them."""
     rng = np.random.default_rng(seed)
     frames = int(seconds * fps)
     plan = plan_vehicles(rng, vehicles, frames, fps, *([layouts] if layouts else []))
@@ -157,8 +183,13 @@ def write_traffic_video(path: Path, vehicles: int = 6, seconds: float = 12.0, wi
             cx = width * v.lane_x
             scale = (0.55 + 0.45 * t) * scale_w
             box = _draw_vehicle(frame, v, v._plate, cx, cy, scale)  # type: ignore[attr-defined]
+            if box and moving_camera:
+                box = _view_box(camera_view(f, fps, width, height), box, width, height)
             if box:
                 v.boxes[f] = box
+        if moving_camera:
+            frame = cv2.warpAffine(frame, camera_view(f, fps, width, height), (width, height),
+                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         if noise:
             frame = degrade(np.random.default_rng(seed * 100_003 + f), frame, strength=0.2) if f % 7 == 0 else frame
         writer.write(frame)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
+from reader_crops import image_conv_weights, synthetic_crops
 
 from alprd.geometry import iou
 from alprd.recognition.manifest import load_entry
@@ -133,16 +134,6 @@ def test_read_reports_unreadable_image(tmp_path):
     assert "not a readable image" in out.stderr and "Traceback" not in out.stderr
 
 
-def _synthetic_crops(n: int, seed: int) -> list[tuple[np.ndarray, str]]:
-    from alprd.synth.plates import plate_crop, render_plate
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        plate = render_plate(rng)
-        out.append((plate_crop(rng, plate), plate.text))
-    return out
-
 
 def test_shipped_int8_reader_reads_as_its_float_original():
     """The unit runs the int8 reader; it must read what the float reader it came from reads."""
@@ -157,7 +148,7 @@ def test_shipped_int8_reader_reads_as_its_float_original():
     original = entry.float_original()
     assert original is not None and original.path == REPO / "models" / "plate_ocr.onnx"
     fp32 = OnnxPlateOCR(original)
-    crops = _synthetic_crops(120, seed=31)
+    crops = synthetic_crops(120, seed=31)
     a = int8.read([c for c, _ in crops])
     b = fp32.read([c for c, _ in crops])
     same = sum(x.text == y.text for x, y in zip(a, b))
@@ -166,25 +157,12 @@ def test_shipped_int8_reader_reads_as_its_float_original():
     assert right[0] >= right[1] - 0.03 * len(crops), f"int8 right on {right[0]}, float on {right[1]}"
 
 
-def _image_conv_weights(int8_path: Path) -> np.ndarray:
-    """The int8 weights of the first convolution of a QDQ reader (the one that reads the image)."""
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(int8_path)).graph
-    inits = {i.name: i for i in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    conv = next(n for n in graph.node if n.op_type == "Conv")
-    dq = producer[conv.input[1]]
-    assert dq.op_type == "DequantizeLinear"
-    return numpy_helper.to_array(inits[dq.input[0]])
-
 
 def test_the_image_convolution_has_weights_no_cpu_can_overflow():
     """AVX2 CPUs without VNNI add pairs of uint8 x int8 products in int16: 255 x 127 x 2 overflows,
     255 x 64 x 2 does not. With 8-bit weights there, reader 0.5.0's int8 copy read 73 % of the
     Brazilian dev crops on such a CPU against 91 % elsewhere."""
-    w = _image_conv_weights(REPO / "models" / "plate_ocr_int8.onnx")
+    w = image_conv_weights(REPO / "models" / "plate_ocr_int8.onnx")
     largest = int(np.abs(w.astype(np.int32)).max())
     assert w.dtype == np.int8 and largest <= 64, f"the image convolution has weights up to {largest}"
 
@@ -202,7 +180,7 @@ def test_the_int8_reader_reads_alike_on_every_cpu():
         splits = ocr_splits(DATA)
         crops = [cv2.imread(str(c.image)) for c in (splits["br_dev"] + splits["us_dev"])[:240]]
     else:
-        crops = [c for c, _ in _synthetic_crops(240, seed=33)]
+        crops = [c for c, _ in synthetic_crops(240, seed=33)]
     x = ocr_input(crops, 64, 128)
 
     def read(level: ort.GraphOptimizationLevel) -> np.ndarray:
@@ -229,7 +207,7 @@ def test_an_int8_reader_off_its_arithmetic_on_this_cpu_falls_back_to_its_float_o
     assert fallen.path.name == "plate_ocr.onnx" and fallen.version == entry.version
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "float original plate_ocr.onnx" in warnings[0], warnings
-    crops = [c for c, _ in _synthetic_crops(12, seed=34)]
+    crops = [c for c, _ in synthetic_crops(12, seed=34)]
     fp32 = OnnxPlateOCR(entry.float_original())
     assert [r.text for r in fallen.read(crops)] == [r.text for r in fp32.read(crops)]
 

@@ -17,6 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")  # the trainers are alprd-train's: pip install -e training
 pytest.importorskip("alprd_train")
 
+from reader_crops import image_conv_weights, synthetic_crops  # noqa: E402
+
 from alprd.recognition.manifest import load_entry  # noqa: E402
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR  # noqa: E402
 from alprd.synth.video import render_still  # noqa: E402
@@ -33,29 +35,6 @@ def alprd(*args: str, cwd: Path | None = None, timeout: float = 600) -> subproce
                           cwd=cwd or REPO, timeout=timeout)
 
 
-def _synthetic_crops(n: int, seed: int) -> list[tuple[np.ndarray, str]]:
-    from alprd.synth.plates import plate_crop, render_plate
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        plate = render_plate(rng)
-        out.append((plate_crop(rng, plate), plate.text))
-    return out
-
-
-def _image_conv_weights(int8_path: Path) -> np.ndarray:
-    """The int8 weights of the first convolution of a QDQ reader (the one that reads the image)."""
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(int8_path)).graph
-    inits = {i.name: i for i in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    conv = next(n for n in graph.node if n.op_type == "Conv")
-    dq = producer[conv.input[1]]
-    assert dq.op_type == "DequantizeLinear"
-    return numpy_helper.to_array(inits[dq.input[0]])
 
 
 def record_ocr_started_from_shipped(run_json: Path) -> bool:
@@ -255,12 +234,12 @@ def test_quantize_tool_writes_an_int8_reader_the_manifest_prefers(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     ops = {n.op_type for n in onnx.load(str(models / "plate_ocr_int8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    assert int(np.abs(_image_conv_weights(models / "plate_ocr_int8.onnx").astype(np.int32)).max()) <= 64
+    assert int(np.abs(image_conv_weights(models / "plate_ocr_int8.onnx").astype(np.int32)).max()) <= 64
     subprocess.run([sys.executable, "-m", "alprd_train.manifest_tool", str(models), "--version", "0.0.9"],
                    check=True, capture_output=True)
     entry = load_entry(models, "plate_ocr", "ocr")
     assert entry.path.name == "plate_ocr_int8.onnx" and entry.quantized_from == "plate_ocr.onnx"
-    crops = _synthetic_crops(40, seed=32)
+    crops = synthetic_crops(40, seed=32)
     reads = OnnxPlateOCR(entry).read([c for c, _ in crops])
     assert sum(r.text == t for r, (_, t) in zip(reads, crops)) >= 20
     # Training cannot start from int8 weights: one line pointing at the float file.

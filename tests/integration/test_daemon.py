@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,22 @@ class DurableSubscriber(Subscriber):
         self.client.loop_start()
 
 
+def durable_broker(broker_factory: Callable[..., Broker], workdir: Path, request: Any) -> tuple[Broker, DurableSubscriber]:
+    """A broker with persistence and a DurableSubscriber already subscribed to it: the subscriber's
+    session (and the reads queued for it) lives through the broker's restarts."""
+    broker = broker_factory()
+    store = workdir / "mosquitto-store"
+    store.mkdir()
+    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
+                           f"persistence true\npersistence_location {store}/\nautosave_interval 0\n"
+                           "max_queued_messages 0\nmax_queued_bytes 0\nlog_dest stderr\n")
+    broker.start()
+    sub = DurableSubscriber(broker.port)
+    request.addfinalizer(sub.close)
+    wait_subscribed(sub, broker.port)
+    return broker, sub
+
+
 # --- fixtures -----------------------------------------------------------------------------------
 
 
@@ -232,17 +248,8 @@ def test_no_loss_across_broker_restarts(request, tmp_path, broker_factory, traff
     # three clips could be read and delivered before the third restart).
     cams = [f"cam{i}" for i in range(1, 7)]
     expected = set().union(*(as_camera(ref, c) for c in cams))
-    broker = broker_factory()
     # Persistence keeps the test subscriber's session (and the reads queued for it) across restarts.
-    store = tmp_path / "mosquitto-store"
-    store.mkdir()
-    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
-                           f"persistence true\npersistence_location {store}/\nautosave_interval 0\n"
-                           "max_queued_messages 0\nmax_queued_bytes 0\nlog_dest stderr\n")
-    broker.start()
-    sub = DurableSubscriber(broker.port)
-    request.addfinalizer(sub.close)
-    wait_subscribed(sub, broker.port)
+    broker, sub = durable_broker(broker_factory, tmp_path, request)
     cfg = make_config(tmp_path / "unit", broker.port, models_dir,
                       [camera(c, traffic_video[0], loop=False) for c in cams])
     d = daemons(cfg)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon import DurableSubscriber, camera, make_config, spool_rows, statuses, wait_subscribed
+from test_daemon import camera, durable_broker, make_config, spool_rows, statuses
 from test_privacy import alprd
 
 from alprd.privacy.audit import verify
@@ -318,18 +318,9 @@ def test_daemon_on_a_read_only_folder_says_one_line_and_exits_2(tmp_path, models
 
 def test_daemon_survives_a_full_disk_with_the_broker_down_and_loses_nothing(tmp_path, broker_factory, models_dir,
                                                                            traffic_video, daemons, request):
-    broker = broker_factory()
-    store = tmp_path / "mosquitto-store"
-    store.mkdir()
     # Persistence keeps the test subscriber's session while the broker is down: what the daemon
     # publishes once it is back reaches the subscriber however soon it reconnects.
-    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
-                           f"persistence true\npersistence_location {store}/\nautosave_interval 0\n"
-                           "max_queued_messages 0\nmax_queued_bytes 0\nlog_dest stderr\n")
-    broker.start()
-    sub = DurableSubscriber(broker.port)
-    request.addfinalizer(sub.close)
-    wait_subscribed(sub, broker.port)
+    broker, sub = durable_broker(broker_factory, tmp_path, request)
     broker.stop()
 
     with tmpfs(tmp_path / "unit", "size=16m") as fs:

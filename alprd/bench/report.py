@@ -14,6 +14,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from alprd.bench.figures import conf_colour, confidence_chart, scene_svg
+from alprd.bench.position import curve_scale, histogram_svg, verdict
 from alprd.bench.runner import BenchResult
 
 STAGES = (("decode", "decode (own thread)"), ("gate", "motion gate (decode thread)"), ("detect", "detect"),
@@ -52,7 +54,39 @@ def summary(res: BenchResult) -> dict[str, Any]:
         "distinct_plates": len({p["plate"] for p in res.reads}), "other_messages": len(res.others),
         "gate": res.gate, "tracking": res.tracking, "workers": res.workers, "stages": stages, "cpu_ms_per_frame": cpu, "gps": res.gps,
         "plate_width_px": {"min": min(widths), "median": float(np.median(widths)), "max": max(widths)} if widths else None,
+        "position": _position(res),
     }
+
+
+def pass_widths(res: BenchResult) -> list[float]:
+    """One plate width per vehicle pass: its read's box, in video px."""
+    return [float(p["box"][2] - p["box"][0]) for p in vehicle_passes(res.reads)]
+
+
+def _scale(res: BenchResult) -> float:
+    return curve_scale(res.width_curve, res.width, res.input_width) if res.width_curve else 1.0
+
+
+def _position(res: BenchResult) -> dict[str, Any]:
+    v = verdict(pass_widths(res), res.width_curve, _scale(res))
+    c = res.width_curve
+    return {"verdict": v.text, "level": v.level,
+            "expected_detection_rate": None if v.rate is None else round(v.rate, 4),
+            "curve": None if c is None else {"frame_width": c.frame_width, "input_width": c.input_width,
+                                             "split": c.split, "scenes": c.scenes, "width_scale": round(_scale(res), 4)}}
+
+
+def pass_confidences(res: BenchResult, read_id: str) -> list[tuple[float, float]]:
+    """(video s, confidence) of every per-frame read of the tracks behind one vehicle pass."""
+    tracks = {p["track"]["id"] for p in res.reads if p["read_id"] == read_id and p.get("track")}
+    seen: dict[int, float] = {}
+    for tid in tracks:
+        for fi, (conf, _) in res.observations.get(tid, {}).items():
+            seen[fi] = max(conf, seen.get(fi, 0.0))
+    if not seen:  # tracking off, or a track the bench did not see: the read itself
+        seen = {int(p["frame_index"]): float(p["confidence"]) for p in res.reads if p["read_id"] == read_id}
+    fps = res.fps or 1.0
+    return [(fi / fps, c) for fi, c in sorted(seen.items())]
 
 
 def write_outputs(res: BenchResult, out: Path, annotate: bool = False) -> dict[str, Path]:
@@ -97,26 +131,14 @@ def _uri(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
-def _conf_colour(c: float) -> str:
-    return "#1a9850" if c >= 0.9 else "#d9a000" if c >= 0.7 else "#d73027"
-
-
 def _scene(res: BenchResult) -> str:
-    """The first frame with every read's box (by confidence) and the ROI: where plates are read."""
+    """The first frame with each vehicle pass's box and label (plate, confidence) and the ROI."""
     if not res.scene:
         return ""
     img = cv2.imdecode(np.frombuffer(res.scene, np.uint8), cv2.IMREAD_COLOR)
-    s = img.shape[1] / res.width
-    if res.roi:
-        pts = np.array([[x * (img.shape[1] - 1), y * (img.shape[0] - 1)] for x, y in res.roi], np.int32)
-        cv2.polylines(img, [pts], True, (255, 200, 0), 2)
-    for p in res.reads:
-        x1, y1, x2, y2 = (int(v * s) for v in p["box"])
-        c = p["confidence"]
-        colour = (80, 152, 26) if c >= 0.9 else (0, 160, 217) if c >= 0.7 else (39, 48, 215)
-        cv2.rectangle(img, (x1, y1), (x2, y2), colour, 1)
-    ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return f'<img class="scene" src="{_uri(enc.tobytes())}" alt="where plates were read">' if ok else ""
+    h, w = img.shape[:2]
+    return scene_svg(_uri(res.scene), w, h, w / res.width, vehicle_passes(res.reads),
+                     [tuple(pt) for pt in res.roi] if res.roi else None)  # type: ignore[misc]
 
 
 def _timeline(res: BenchResult) -> str:
@@ -143,7 +165,7 @@ def _timeline(res: BenchResult) -> str:
     for p in res.reads:
         t = p.get("video_s") or 0.0
         cy = 20 + (H - 50) * (1 - p["confidence"])
-        parts.append(f'<circle cx="{x(t):.1f}" cy="{cy:.1f}" r="4" fill="{_conf_colour(p["confidence"])}">'
+        parts.append(f'<circle cx="{x(t):.1f}" cy="{cy:.1f}" r="4" fill="{conf_colour(p["confidence"])}">'
                      f'<title>{html.escape(p["plate"])} {p["confidence"]:.2f} at {t:.2f} s</title></circle>')
     step = max(1, int(dur / 10) or 1)
     for s in range(0, int(dur) + 1, step):
@@ -161,6 +183,7 @@ def render_html(res: BenchResult, s: dict[str, Any]) -> str:
         f"<tr><td>{label}</td><td>{st['runs']}</td><td>{st['mean_ms_per_frame']:.2f}</td><td>{st['p50_ms']:.2f}</td>"
         f"<td>{st['p95_ms']:.2f}</td></tr>" for (key, label), st in ((k, s["stages"][k[0]]) for k in STAGES))
     cards = []
+    floor = res.min_read_confidence
     passes = vehicle_passes(res.reads)
     for p in passes[:MAX_CARDS]:
         rid = p["read_id"]
@@ -178,13 +201,34 @@ def render_html(res: BenchResult, s: dict[str, Any]) -> str:
         hit = ' <span class="hit">HIT</span>' if p.get("hit") else ""
         cards.append(
             f'<div class="read">{ctx}<div class="meta"><span class="plate">{e(p["plate"])}</span>{ev}{hit}<br>'
-            f'<span style="color:{_conf_colour(p["confidence"])}">{p["confidence"]:.2f}</span> · {p.get("video_s", 0):.2f} s · '
-            f'frame {p["frame_index"]} · {p["box"][2] - p["box"][0]} px<br>{crop}<br><small>{gps}</small></div></div>')
+            f'<span style="color:{conf_colour(p["confidence"])}">{p["confidence"]:.2f}</span> · {p.get("video_s", 0):.2f} s · '
+            f'frame {p["frame_index"]} · {p["box"][2] - p["box"][0]} px<br>{crop}<br>'
+            f'{confidence_chart(pass_confidences(res, rid), floor)}<br><small>{gps}</small></div></div>')
     more = (f"<p>{len(passes) - MAX_CARDS} more vehicle passes in reads.csv and reads.jsonl</p>"
             if len(passes) > MAX_CARDS else "")
     pw = s["plate_width_px"]
     width_line = (f'plate width in the frame: min {pw["min"]} px, median {pw["median"]:.0f} px, max {pw["max"]} px; '
-                  'box colour is confidence (green 0.9 and up, amber 0.7 and up, red below)') if pw else "no reads"
+                  'box and label colour is confidence (green 0.9 and up, amber 0.7 and up, red below)') if pw else "no reads"
+    tr = res.tracking
+    dropped = (f'<p class="dropped">Not published: <b>{tr.get("rejected_format", 0)}</b> reads rejected by the plate '
+               f'formats, <b>{tr.get("rejected_low_confidence", 0)}</b> under the confidence floor, '
+               f'<b>{tr.get("rejected_short", 0)}</b> too short; <b>{tr.get("tracks_unread", 0)}</b> of '
+               f'{tr.get("tracks", 0)} tracks (plates the detector followed) never read. '
+               f'{tr.get("frame_reads", 0)} per-frame reads in all.</p>')
+    pos = s["position"]
+    v_scale = ""
+    if res.width_curve is not None and abs(pos["curve"]["width_scale"] - 1) > 0.01:
+        c = pos["curve"]
+        v_scale = (f' This video is {res.width} px wide with the detector at input width {res.input_width}: its plate '
+                   f'widths count ×{c["width_scale"]:.2f} against the rate measured in {c["frame_width"]} px frames '
+                   f'at input width {c["input_width"]}.')
+    curve_line = ("" if res.width_curve is None else
+                  f'<p><small>Detection rate: the shipped detector on {res.width_curve.scenes} real '
+                  f'{e(res.width_curve.split)} scenes (models/manifest.json, python -m alprd_train.width_report). '
+                  f'Widths are those of the plates read, one per vehicle pass: plates never read are not in the '
+                  f'bars.{v_scale}</small></p>')
+    position = (f'<h2>Is the camera close enough?</h2><p id="verdict" class="verdict {pos["level"]}">{e(pos["verdict"])}'
+                f'</p>{histogram_svg(pass_widths(res), res.width_curve, _scale(res))}{curve_line}')
     gps_line = ""
     if res.gps:
         gps_line = "<p>GPS: " + e(", ".join(f"{k} {v}" for k, v in res.gps.items())) + "</p>"
@@ -202,7 +246,11 @@ td:first-child, th:first-child {{ text-align: left; }}
 .read img.crop {{ max-width: 320px; height: auto; margin-top: 3px; }}
 .plate {{ font-family: monospace; font-size: 18px; font-weight: bold; }} .ev {{ color: #555; }}
 .hit {{ background: #d73027; color: #fff; padding: 0 4px; }}
-img.scene {{ max-width: 960px; border: 1px solid #999; }}
+svg.scene {{ max-width: 960px; height: auto; border: 1px solid #999; }}
+.verdict {{ font-size: 17px; font-weight: bold; padding: 6px 10px; display: inline-block; }}
+.verdict.ok {{ background: #e3f4e6; }} .verdict.marginal {{ background: #fff2cc; }}
+.verdict.bad {{ background: #fbe0dd; }} .verdict.unknown {{ background: #eee; }}
+svg.conf-chart {{ display: block; margin-top: 3px; }}
 </style></head><body>
 <h1>alprd bench: {e(Path(res.video).name)}</h1>
 <p>camera <b>{e(res.camera)}</b> · {res.width}×{res.height} at {res.fps:.2f} fps · {res.frames} frames ({res.video_s:.1f} s of video)
@@ -213,6 +261,8 @@ img.scene {{ max-width: 960px; border: 1px solid #999; }}
 <span><b>{s["x_real_time"]}×</b> real time{" (paced)" if res.realtime else ""}</span>
 <span>detector ran on <b>{analysed}</b> of {res.frames} frames ({100 * analysed / max(1, res.frames):.0f} %),
 {gate.get("regions", 0)} of them in moving regions only</span></div>
+{dropped}
+{position}
 <h2>Reads over video time</h2>{_timeline(res)}
 <h2>Reads</h2><div class="reads">{"".join(cards) or "<p>no reads</p>"}</div>{more}
 <h2>Where plates are read</h2><p>{width_line}</p>{_scene(res)}

@@ -24,7 +24,8 @@ from alprd.errors import UserError
 from alprd.geometry import Frame
 from alprd.gps.provider import LocationProvider, make_provider
 from alprd.motion import RegionRecognizer
-from alprd.pipeline import Outbound
+from alprd.pipeline import CameraPipeline, Outbound
+from alprd.recognition.manifest import WidthCurve
 from alprd.recognition.recognizer import Recognizer, Timings
 from alprd.sources.decode import ThreadedFrames
 from alprd.sources.sources import VideoFileSource
@@ -69,6 +70,12 @@ class BenchResult:
     gps: dict[str, Any] | None = None
     workers: int = 0
     cpu_s: float = 0.0  # CPU time of the whole process during the run (all threads, FFmpeg's included)
+    # track id -> frame index -> (confidence, plate width px): every per-frame read of each track, for
+    # the confidence along each pass (the published payloads carry only the voted result)
+    observations: dict[int, dict[int, tuple[float, int]]] = field(default_factory=dict)
+    width_curve: WidthCurve | None = None  # the detector's measured detection rate per plate width
+    input_width: int = 640  # the detector input width the run used
+    min_read_confidence: float | None = None  # the publishing floor, drawn on the confidence charts
 
     @property
     def video_s(self) -> float:
@@ -195,7 +202,9 @@ def run_bench(video: Path, cfg: Config | None = None, camera: str | None = None,
     assert isinstance(timed, PrefetchRecognizer)
     include_crop = cfg.mqtt.include_crop
     res = BenchResult(str(video), cam.id, width, height, fps, 0, 0.0, realtime, base.model_versions, roi=cam.roi,
-                      workers=timed.workers)
+                      workers=timed.workers, width_curve=getattr(base.detector, "width_curve", None),
+                      input_width=int(getattr(base.detector, "input_width", cfg.models.detector_input_width)),
+                      min_read_confidence=cfg.models.min_read_confidence)
     for k in ("decode", "gate", "detect", "ocr", "track_publish", "pipeline", "cpu_decode", "cpu_recognize", "cpu_pipeline"):
         res.stages[k] = []
     frames = ThreadedFrames(VideoFileSource(cam))
@@ -269,6 +278,7 @@ def run_bench(video: Path, cfg: Config | None = None, camera: str | None = None,
                         del ring[next(iter(ring))]  # the oldest: frames are added in order
             res.records.append(FrameRecord(frame.index, frame.video_ms or 0, m.reason if m else "off",
                                            m.regions if m else None, tm is not None))
+            observe_tracks(pipeline, res.observations)
             collect(out)
             res.frames += 1
             if progress is not None and (time.perf_counter() - last_progress > 0.25):
@@ -291,6 +301,17 @@ def run_bench(video: Path, cfg: Config | None = None, camera: str | None = None,
             p.setdefault("video_s", None)
             p["video_s"] = round((p["timestamp_ms"] - start_ms) / 1000, 3)
     return res
+
+
+def observe_tracks(pipeline: CameraPipeline, seen: dict[int, dict[int, tuple[float, int]]]) -> None:
+    """Copies the per-frame reads of the live tracks (the tracker keeps them for its vote) before a
+    track ends and takes them with it. A read the track drops at once (its cap on observations keeps
+    the heaviest) is not seen; with tracking off there are no tracks and a pass is its one read."""
+    tracker = getattr(pipeline, "tracker", None)
+    for t in getattr(tracker, "tracks", ()):
+        got = seen.setdefault(t.id, {})
+        for o in t.observations:
+            got.setdefault(o.frame_index, (round(o.confidence, 4), o.box[2] - o.box[0]))
 
 
 def _small(img: np.ndarray, width: int) -> np.ndarray:

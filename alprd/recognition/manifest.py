@@ -14,6 +14,46 @@ from alprd.errors import ModelError
 
 
 @dataclass(frozen=True)
+class WidthBin:
+    min_px: float
+    max_px: float | None  # None: no upper bound
+    rate: float | None  # None: no plate of that width in the measurement
+    plates: int
+
+    def holds(self, width: float) -> bool:
+        return width >= self.min_px and (self.max_px is None or width < self.max_px)
+
+
+@dataclass(frozen=True)
+class WidthCurve:
+    """A detector's measured detection rate per plate width (alprd_train.width_report): plates of
+    `min_px`..`max_px` px in a `frame_width` px frame, the detector at `input_width`."""
+
+    bins: tuple[WidthBin, ...]
+    frame_width: int
+    input_width: int
+    split: str = ""
+    scenes: int = 0
+
+    def rate_at(self, width: float) -> float | None:
+        return next((b.rate for b in self.bins if b.holds(width)), None)
+
+
+def width_curve(raw: Any, where: str) -> WidthCurve | None:
+    """The manifest's optional `detection_rate_by_width`; a ModelError naming the file if malformed."""
+    if raw is None:
+        return None
+    try:
+        bins = tuple(WidthBin(float(b["min_px"]), None if b["max_px"] is None else float(b["max_px"]),
+                              None if b["rate"] is None else float(b["rate"]), int(b["plates"])) for b in raw["bins"])
+        return WidthCurve(bins, int(raw["frame_width"]), int(raw["input_width"]), str(raw.get("split", "")),
+                          int(raw.get("scenes", 0)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{where}: detection_rate_by_width is malformed ({type(e).__name__}: {e}); "
+                         "rewrite it with python -m alprd_train.width_report") from None
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     name: str
     version: str
@@ -27,6 +67,7 @@ class ModelEntry:
     quantized_from: str = ""  # an int8 model's float original, a file beside it (training starts from it)
     quantized_from_sha256: str = ""  # the manifest's digest of that file
     threshold: float = 0.5  # verifier: the probability under which a box is no plate
+    detection_rate_by_width: WidthCurve | None = None  # detector: measured, for the bench report
 
     @property
     def tag(self) -> str:
@@ -110,4 +151,5 @@ def _checked_entry(models_dir: Path, mf: Path, m: dict[str, Any], task: str) -> 
                       decoder=m.get("decoder", "slots"),
                       quantized_from=m.get("quantized_from", {}).get("file", ""),
                       quantized_from_sha256=m.get("quantized_from", {}).get("sha256", ""),
-                      threshold=float(m.get("threshold", 0.5)))
+                      threshold=float(m.get("threshold", 0.5)),
+                      detection_rate_by_width=width_curve(m.get("detection_rate_by_width"), f"{mf}: {name}"))

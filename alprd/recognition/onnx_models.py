@@ -76,6 +76,7 @@ class OnnxPlateDetector(PlateDetector):
         self.verifier = verifier  # a second opinion on the boxes scored under verify_below
         self.verify_below = verify_below  # 0: no box is shown to the verifier
         self.vetoed = 0  # boxes the verifier took for no plate, for benchmarks and stats
+        self.width_curve = entry.detection_rate_by_width  # measured rate per plate width, for `alprd bench`
         self._input = self.session.get_inputs()[0].name
 
     def input_size(self, w: int, h: int) -> tuple[int, int]:

@@ -141,3 +141,56 @@ def test_bench_bad_input_is_one_line(tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"")
     res = alprd("bench", "v.mp4", "-c", str(cfg), "--camera", "nope", cwd=tmp_path)
     assert res.returncode == 2 and "--camera: no camera 'nope'" in res.stderr and "Traceback" not in res.stderr
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed (apt-get install chromium)")
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--force-device-scale-factor=1", *args], capture_output=True, text=True, timeout=120)
+
+
+HIST_BAR_BGR = (193, 127, 74)  # the histogram's bar colour, #4a7fc1
+
+
+def test_report_judges_the_camera_position_in_headless_chromium(bench_run, tmp_path):
+    """The page as Chromium renders it: the width histogram with its bars and the verdict, the
+    per-frame confidence chart on every card, what was not published, labelled boxes on the scene."""
+    out, _, _ = bench_run
+    s = json.loads((out / "summary.json").read_text())
+    reads = [json.loads(ln) for ln in (out / "reads.jsonl").read_text().splitlines()]
+    passes = {p["read_id"]: p for p in reads}
+    dom = _chromium("--dump-dom", (out / "report.html").as_uri()).stdout
+    hist = re.search(r'<svg id="width-histogram".*?</svg>', dom, re.S)
+    assert hist, "no histogram in the rendered DOM"
+    bars = re.findall(r'<rect class="bar"[^>]*height="([\d.]+)"[^>]*><title>(\d+) plates', hist.group(0))
+    assert len(bars) == 7, "a bar per width bin of the measured curve"
+    assert sum(int(n) for _, n in bars) == len(passes), "every vehicle pass counted once"
+    assert any(float(h) > 0 for h, _ in bars) and 'class="rate"' in hist.group(0)
+    pos = s["position"]
+    assert pos["level"] in ("ok", "marginal", "bad") and pos["curve"]["width_scale"] == pytest.approx(2.0)
+    assert re.search(r"Most plates are \d+(-\d+)? px wide, where the detector finds \d+ % of plates: ", pos["verdict"])
+    assert f'<p id="verdict" class="verdict {pos["level"]}">{pos["verdict"]}</p>' in dom
+    # A confidence chart per card, a point per frame read of the pass.
+    charts = re.findall(r'<svg class="conf-chart".*?</svg>', dom, re.S)
+    assert len(charts) == len(passes)
+    points = [c.count("<circle") for c in charts]
+    assert sum(points) <= s["tracking"]["frame_reads"] and max(points) > 1, points
+    t = {k: s["tracking"].get(k, 0) for k in ("rejected_format", "rejected_low_confidence", "tracks_unread", "tracks")}
+    assert t["tracks"] >= len(passes)
+    assert (f'<b>{t["rejected_format"]}</b> reads rejected by the plate formats, '
+            f'<b>{t["rejected_low_confidence"]}</b> under the confidence floor') in dom
+    assert f'<b>{t["tracks_unread"]}</b> of {t["tracks"]} tracks' in dom
+    labels = re.findall(r'<g class="label">.*?<text[^>]*font-size="(\d+)"[^>]*>([^<]+)</text></g>', dom)
+    assert {text.split()[0] for _, text in labels} == {p["plate"] for p in passes.values()}
+    assert all(int(size) >= 12 for size, _ in labels)
+    # The screenshot: not blank, and the histogram's bars are drawn (their colour, in a region that varies).
+    shot = tmp_path / "report.png"
+    res = _chromium(f"--screenshot={shot}", "--window-size=1280,4000", (out / "report.html").as_uri())
+    page = cv2.imread(str(shot), cv2.IMREAD_COLOR)
+    assert page is not None and page.shape[:2] == (4000, 1280), res.stderr[-2000:]
+    assert page.std() > 20, "a blank page"
+    ys, xs = np.nonzero((np.abs(page.astype(int) - HIST_BAR_BGR) <= 3).all(axis=2))
+    assert len(ys) > 500, "no histogram bars on the rendered page"
+    region = page[max(0, ys.min() - 40):ys.max() + 40, max(0, xs.min() - 60):xs.max() + 60]
+    assert region.std() > 20 and len(np.unique(region.reshape(-1, 3), axis=0)) > 10

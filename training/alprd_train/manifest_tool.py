@@ -69,6 +69,19 @@ def build_manifest(models_dir: Path, detector_version: str, ocr_version: str, ve
     return {"format": 1, "models": entries}
 
 
+def keep_measured(path: Path, manifest: dict) -> None:
+    """Carries the measured detection rate per width (alprd_train.width_report) over from the old
+    manifest while the detector file is the same one; a new detector must be measured again."""
+    try:
+        old = {m["name"]: m for m in json.loads(path.read_text()).get("models", [])}
+    except (OSError, ValueError):
+        return
+    for m in manifest["models"]:
+        prev = old.get(m["name"], {})
+        if "detection_rate_by_width" in prev and prev.get("sha256") == m["sha256"]:
+            m["detection_rate_by_width"] = prev["detection_rate_by_width"]
+
+
 def _ocr_head(ort, path: Path) -> dict:
     """The decoder, read off the exported graph: every reader the trainer makes is [N, 10, 37], ten slots."""
     slots = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()[0].shape[1]
@@ -95,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"manifest_tool: error: {e}", file=sys.stderr)
         return 2
+    keep_measured(args.models_dir / "manifest.json", m)
     (args.models_dir / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
     print(json.dumps(m, indent=2))
     return 0

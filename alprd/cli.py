@@ -109,11 +109,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if cfg.models.verifier:
         load_optional_entry(models_dir, cfg.models.verifier, "verifier")
     hotlists = _check_hotlists(cfg)
+    _check_sources(cfg)
     print(f"{args.file}: OK (unit {cfg.unit_id}, {len(cfg.cameras)} camera(s), broker "
           f"{cfg.mqtt.host}:{cfg.mqtt.port}{' TLS' if cfg.mqtt.tls else ''}); "
           f"policy {enforced.source}, {len(enforced.destinations)} destination(s)"
           + "".join(f"; hotlist {h}" for h in hotlists))
     return 0
+
+
+def _check_sources(cfg: Config) -> None:
+    """A video file or image folder that is not there is a config error here, though the daemon
+    would start and keep retrying: a typo in a path is what check-config is run to catch."""
+    for i, cam in enumerate(cfg.cameras):
+        if not cam.enabled or not cam.is_path_source():
+            continue
+        where = f"{cfg.source_file}: cameras[{i}] (camera {cam.id!r}) source {cam.source}"
+        p = Path(cam.source)
+        if cam.kind == "images" and not p.is_dir():
+            raise UserError(f"{where}: {'not a folder' if p.exists() else 'no such folder'} (kind images reads a "
+                            "folder of images)")
+        if cam.kind == "file" and not p.is_file():
+            raise UserError(f"{where}: {'not a file' if p.exists() else 'no such file'} (kind file reads a video file)")
+        if not p.exists():
+            raise UserError(f"{where}: no such file or folder (a video file or a folder of images)")
 
 
 def _check_hotlists(cfg: Config) -> list[str]:
@@ -349,14 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relabel", metavar="CSV",
                    help="crops: image,dataset_text,text rows read by eye that replace the set's own labels "
                         "(the split stays the set's own)")
-    p = sub.add_parser("synth", help="render a synthetic traffic video with known plates")
-    p.add_argument("out")
-    p.add_argument("--vehicles", type=int, default=6)
-    p.add_argument("--seconds", type=float, default=12.0)
-    p.add_argument("--width", type=int, default=1280)
-    p.add_argument("--height", type=int, default=720)
-    p.add_argument("--fps", type=float, default=15.0)
-    p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("synth", help="render a synthetic traffic video with known plates",
+                       description="Render a synthetic traffic video: vehicles with rendered plates drive "
+                                   "through a road scene. Prints the ground truth as one JSON line: each "
+                                   "vehicle's plate, layout and first and last frame.")
+    p.add_argument("out", help="the video file to write (MP4), e.g. demo/pole.mp4; its folder is made")
+    p.add_argument("--vehicles", type=int, default=6, help="vehicles that drive through (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=12.0, help="length of the video in seconds (default: %(default)s)")
+    p.add_argument("--width", type=int, default=1280, help="frame width in pixels (default: %(default)s)")
+    p.add_argument("--height", type=int, default=720, help="frame height in pixels (default: %(default)s)")
+    p.add_argument("--fps", type=float, default=15.0, help="frames per second (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="random seed: the same seed renders the same plates and traffic (default: %(default)s)")
     p = sub.add_parser("bench", help="run the unit's pipeline on a recorded video and write a report")
     p.add_argument("video")
     p.add_argument("-c", "--config", help="unit config: models, the camera's ROI and motion settings, gps/location")

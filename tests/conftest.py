@@ -187,6 +187,25 @@ def write_config(path: Path, **overrides) -> Path:
     return path
 
 
+def with_video(folder: Path, name: str = "video.mp4") -> list[dict]:
+    """A cameras section whose file source exists (empty: `alprd check-config` checks the path, not
+    the video), for configs that must pass check-config; write_config's default camera has none."""
+    (folder / name).touch()
+    return [{"id": "cam1", "source": name}]
+
+
+def shipped_config(tmp_path: Path, name: str) -> Path:
+    """A copy of config/ with the demo video each camera of config/NAME reads in place (empty), so
+    check-config passes on a shipped example as it does once `alprd synth` has rendered the demo."""
+    dst = tmp_path / "config"
+    shutil.copytree(REPO / "config", dst)
+    for cam in yaml.safe_load((dst / name).read_text())["cameras"]:
+        video = (dst / cam["source"]).resolve()
+        video.parent.mkdir(parents=True, exist_ok=True)
+        video.touch()
+    return dst / name
+
+
 def start_daemon(config: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "alprd", "run", "-c", str(config), *extra],

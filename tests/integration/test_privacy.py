@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from conftest import REPO, write_config
+from conftest import REPO, shipped_config, with_video, write_config
 
 from alprd.privacy.audit import AuditLog, verify
 from alprd.privacy.keys import audit_key, load_or_create_secret, pseudonym
@@ -102,7 +102,7 @@ def test_ca_fingerprint_mismatch_refuses_to_start(tmp_path):
     ca = _ca(tmp_path)
     policy = write_policy(tmp_path / "policy.yaml", destinations=[
         {"host": "127.0.0.1", "port": 8883, "ca_sha256": "ab" * 32}])
-    config = write_config(tmp_path / "unit.yaml", policy=str(policy),
+    config = write_config(tmp_path / "unit.yaml", policy=str(policy), cameras=with_video(tmp_path),
                           mqtt={"port": 8883, "tls": {"ca_file": str(ca)}})
     res = alprd("run", "-c", str(config), cwd=tmp_path)
     assert res.returncode == 2, res.stderr
@@ -139,16 +139,16 @@ def test_bad_policy_files_are_one_line(tmp_path):
 
 def test_no_policy_runs_under_the_builtin_default(tmp_path):
     """A config without policy: still loads (existing units keep working); check-config says so."""
-    res = alprd("check-config", str(write_config(tmp_path / "unit.yaml")), cwd=tmp_path)
+    res = alprd("check-config", str(write_config(tmp_path / "unit.yaml", cameras=with_video(tmp_path))), cwd=tmp_path)
     assert res.returncode == 0 and "policy built-in" in res.stdout, res.stderr
     res = alprd("check-config", str(write_config(tmp_path / "unit.yaml", mqtt={"host": "192.0.2.1"})), cwd=tmp_path)
     assert res.returncode == 2 and "TLS is required" in res.stderr, res.stderr
 
 
-def test_shipped_pole_config_keeps_to_the_shipped_policy():
-    res = alprd("check-config", str(REPO / "config" / "pole.yaml"))
+def test_shipped_pole_config_keeps_to_the_shipped_policy(tmp_path):
+    res = alprd("check-config", str(shipped_config(tmp_path, "pole.yaml")))
     assert res.returncode == 0, res.stderr
-    assert f"policy {REPO / 'config' / 'policy.yaml'}" in res.stdout
+    assert f"policy {tmp_path / 'config' / 'policy.yaml'}" in res.stdout
 
 
 # --- unit key and pseudonyms --------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import shipped_config
 
 from alprd.config import Config, load_config
 from alprd.errors import ConfigError
@@ -43,6 +44,7 @@ def base_config(**overrides) -> dict:
 def write(tmp_path: Path, data: dict | str, name: str = "unit.yaml") -> Path:
     p = tmp_path / name
     p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    (tmp_path / "video.mp4").touch()  # base_config's camera source: check-config wants it there
     return p
 
 
@@ -63,11 +65,32 @@ def assert_user_error(res: subprocess.CompletedProcess, *fragments: str) -> str:
 # --- the CLI ------------------------------------------------------------------------------------
 
 
-def test_shipped_pole_config_passes():
-    res = check_config(REPO / "config" / "pole.yaml")
+def test_shipped_pole_config_passes(tmp_path):
+    res = check_config(shipped_config(tmp_path, "pole.yaml"))
     assert res.returncode == 0, res.stderr
     assert "OK" in res.stdout and "pole-017" in res.stdout
     assert res.stderr == ""
+
+
+def test_missing_video_or_image_folder_is_one_line_naming_camera_and_path(tmp_path):
+    """check-config catches a typo in a source path (the daemon would start and keep retrying it)."""
+    res = check_config(write(tmp_path, base_config(cameras=[{"id": "gate", "source": "vidoe.mp4"}])), cwd=tmp_path)
+    assert_user_error(res, "cameras[0] (camera 'gate') source", str(tmp_path / "vidoe.mp4"), "no such file or folder")
+    cams = [{"id": "a", "source": "video.mp4"}, {"id": "b", "source": "clip.mp4", "kind": "file"}]
+    line = assert_user_error(check_config(write(tmp_path, base_config(cameras=cams)), cwd=tmp_path),
+                             "cameras[1] (camera 'b')", str(tmp_path / "clip.mp4"), "no such file")
+    assert line.startswith(f"alprd: error: {tmp_path / 'unit.yaml'}: ")
+    cams = [{"id": "snaps", "source": "shots", "kind": "images"}]
+    assert_user_error(check_config(write(tmp_path, base_config(cameras=cams)), cwd=tmp_path),
+                      "camera 'snaps'", str(tmp_path / "shots"), "no such folder")
+    cams = [{"id": "snaps", "source": "video.mp4", "kind": "images"}]
+    assert_user_error(check_config(write(tmp_path, base_config(cameras=cams)), cwd=tmp_path),
+                      "camera 'snaps'", "not a folder")
+    (tmp_path / "shots").mkdir()
+    cams = [{"id": "snaps", "source": "shots", "kind": "images"}, {"id": "off", "source": "gone.mp4", "enabled": False},
+            {"id": "live", "source": "rtsp://10.0.0.21/stream1"}]
+    res = check_config(write(tmp_path, base_config(cameras=cams)), cwd=tmp_path)
+    assert res.returncode == 0 and "3 camera(s)" in res.stdout, res.stderr
 
 
 def test_valid_config_passes(tmp_path):

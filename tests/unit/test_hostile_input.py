@@ -26,7 +26,7 @@ import cv2
 import jsonschema
 import numpy as np
 import pytest
-from conftest import wait_until, write_config
+from conftest import wait_until, with_video, write_config
 
 from alprd.config import CameraConfig
 from alprd.errors import ConfigError
@@ -361,7 +361,7 @@ def test_hotlist_bad_row_is_skipped_counted_and_check_config_loads_it(tmp_path, 
     loaded = read_hotlist(yml)
     assert len(loaded.entries) == 2 and loaded.problems == (f"{yml}:3: reason is missing for plate entry",)
 
-    cfg = write_config(tmp_path / "alprd.yaml", hotlist={"path": str(hl)})
+    cfg = write_config(tmp_path / "alprd.yaml", hotlist={"path": str(hl)}, cameras=with_video(tmp_path))
     res = run_alprd("check-config", str(cfg), cwd=tmp_path)
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     assert f"; hotlist {hl}: 3 entries, 1 bad row(s) skipped" in res.stdout, res.stdout

@@ -55,3 +55,13 @@ def test_manifest_tool_keeps_the_curve_only_for_the_same_detector(tmp_path):
     new = {"models": [{"name": "plate_detector", "sha256": "bb"}]}
     keep_measured(path, new)
     assert "detection_rate_by_width" not in new["models"][0]
+
+
+def test_manifest_tool_rewrite_keeps_the_shipped_curve(tmp_path):
+    from alprd_train.manifest_tool import main as manifest_main
+
+    models = tmp_path / "models"
+    shutil.copytree(default_models_dir(), models)
+    before = load_entry(models, "plate_detector", "detector").detection_rate_by_width
+    assert manifest_main([str(models), "--version", "0.4.1", "--ocr-version", "0.5.2", "--verifier-version", "0.1.0"]) == 0
+    assert before is not None and load_entry(models, "plate_detector", "detector").detection_rate_by_width == before

@@ -21,6 +21,8 @@ from alprd.config import Config, HotlistConfig
 from alprd.geometry import Frame
 from alprd.gps.provider import make_provider
 from alprd.hotlist.hotlist import Hotlist
+from alprd.ops.http import StatusServer
+from alprd.ops.metrics import Metrics, TimedRecognizer
 from alprd.pipeline import Outbound
 from alprd.privacy.audit import AuditLog, verify
 from alprd.privacy.keys import audit_key, load_or_create_secret
@@ -69,6 +71,8 @@ class Daemon:
         self.audit = AuditLog(audit_file, audit_key(self._secret), cfg.unit_id, hold_on_error=True)
         self.audit_chain = "new"  # what the start-up check of the existing log found (see audit_start)
         self.recognizer = recognizer or Recognizer.from_config(cfg.models)
+        self.metrics = Metrics(self.health)
+        self._timed = TimedRecognizer(self.recognizer, self.metrics)  # what the cameras call: detect/ocr timed
         self.outlets = Outlets(cfg, self.policy)
         self.discovery = attach_discovery(self.outlets, cfg, __version__)  # Home Assistant, where enabled
         self.purged: Counter[str] = Counter()
@@ -84,11 +88,13 @@ class Daemon:
         self.frames: queue.Queue[Any] = queue.Queue(maxsize=cfg.workers * 2)
         self.stats = Stats()
         self.started = time.time()
+        self._broker = (False, self.started)  # the primary broker: connected, and since when (wall clock)
+        self._fps: dict[str, float] = {}
         self._busy = 0
         self._busy_lock = threading.Lock()
 
     def _wire(self, source: Source) -> CameraWiring:
-        return build_camera(self.cfg, source.cam, self.recognizer, include_crop=self.outlets.include_crop,
+        return build_camera(self.cfg, source.cam, self._timed, include_crop=self.outlets.include_crop,
                             location=self.location, live=source.live, newest=lambda: source.status.frames - 1,
                             hotlists=self.hotlists)
 
@@ -131,7 +137,10 @@ class Daemon:
 
     def _analyse(self, frame: Frame) -> None:
         self.stats.add("frames", camera=frame.camera)
-        self._emit(self.cameras[frame.camera].pipeline.process(frame))
+        t0 = time.perf_counter()
+        out = self.cameras[frame.camera].pipeline.process(frame)
+        self.metrics.observe("analyse", time.perf_counter() - t0)
+        self._emit(out)
 
     def _emit(self, messages: list[Outbound]) -> None:
         if not messages:
@@ -161,6 +170,30 @@ class Daemon:
             "timestamp_ms": int(time.time() * 1000),
             "policy": {"sha256": self.policy.sha256, "source": self.policy.source},
         }
+
+    def health(self) -> dict[str, Any]:
+        """The one view the ops layer (alprd/ops: /status, /metrics) gets: states and counts, no plate text."""
+        frames, reads, errors = self.stats.snapshot()
+        connected, since = self._broker
+        p = self.outlets.primary
+        return {
+            "unit": self.cfg.unit_id, "version": __version__, "uptime_s": round(time.time() - self.started, 1),
+            "cameras": {s.cam.id: {"state": s.status.state, "detail": s.status.detail, "fps": self._fps.get(s.cam.id, 0.0),
+                                   "frames": frames.get(s.cam.id, 0), "captured": s.status.frames,
+                                   "reads": reads.get(s.cam.id, 0)} for s in self.sources},
+            "spool_depth": p.spool.depth(), "published": p.comm.published, "dropped": p.spool.dropped(),
+            "errors": errors,
+            "broker": {"connected": connected, "since_ms": int(since * 1000)},
+        }
+
+    def _sample(self, interval_s: float, prev: dict[str, int]) -> dict[str, int]:
+        """Each main-loop second: the broker's state change time, and each camera's analysed fps."""
+        connected = self.outlets.connected
+        if connected != self._broker[0]:
+            self._broker = (connected, time.time())
+        frames = self.stats.snapshot()[0]
+        self._fps = {cam: round((n - prev.get(cam, 0)) / interval_s, 2) for cam, n in frames.items()}
+        return frames
 
     def stats_payload(self, interval_s: float, prev_frames: Counter[str]) -> dict[str, Any]:
         frames, reads, errors = self.stats.snapshot()
@@ -291,7 +324,11 @@ class Daemon:
         self.audit.append("purge", at="start", counts=receipt, retention_h=dataclasses.asdict(self.policy.retention))
         self.publish_checkpoint()
         self.outlets.publish_status(self.status())
+        server = StatusServer(self.cfg.http, self.health, self.metrics.render) if self.cfg.http.enabled else None
+        if server is not None:
+            server.start()
         self.outlets.start()
+        last_sample, sampled = time.monotonic(), dict[str, int]()
         last_purge = last_checkpoint = last_batch = time.monotonic()
         if self.location is not None:
             self.location.start()
@@ -321,6 +358,8 @@ class Daemon:
                 last_status = states
                 self.outlets.publish_status(st)
             now = time.monotonic()
+            if now - last_sample >= 1.0:
+                sampled, last_sample = self._sample(now - last_sample, sampled), now
             if now - last_stats >= self.cfg.stats_interval_s:
                 payload = self.stats_payload(now - last_stats, prev_frames)
                 self.outlets.publish_stats(payload)
@@ -360,6 +399,8 @@ class Daemon:
         # Final counts, so what a hits_only destination never saw is still counted there.
         self.outlets.publish_stats(self.stats_payload(max(time.monotonic() - last_stats, 1e-3), prev_frames))
         self.outlets.close(self.status(online=False))
+        if server is not None:
+            server.stop()
         log.info("stopped: %s", self._final_counts())
         ended = [s for s in self.sources if s.status.state == "error"]
         if until_sources_end and self.sources and len(ended) == len(self.sources):

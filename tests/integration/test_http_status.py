@@ -12,6 +12,7 @@ from typing import Any
 from conftest import Subscriber, free_port, wait_until, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
+
 def get(port: int, path: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:

@@ -23,6 +23,7 @@ from alprd.gps.provider import make_provider
 from alprd.hotlist.hotlist import Hotlist
 from alprd.ops.http import StatusServer
 from alprd.ops.metrics import Metrics, TimedRecognizer
+from alprd.ops.notify import Heartbeats, Notifier
 from alprd.pipeline import Outbound
 from alprd.privacy.audit import AuditLog, verify
 from alprd.privacy.keys import audit_key, load_or_create_secret
@@ -90,6 +91,7 @@ class Daemon:
         self.started = time.time()
         self._broker = (False, self.started)  # the primary broker: connected, and since when (wall clock)
         self._fps: dict[str, float] = {}
+        self.beats = Heartbeats()  # per feeder and worker thread, for the systemd watchdog (stalled())
         self._busy = 0
         self._busy_lock = threading.Lock()
 
@@ -105,9 +107,12 @@ class Daemon:
     # --- threads ------------------------------------------------------------------------------
 
     def _feed(self, source: Source) -> None:
+        beat = f"feed-{source.cam.id}"
+        self.beats.touch(beat)
         try:
             pipeline = self.cameras[source.cam.id].pipeline
             for frame in source.frames(self._stop_sources):
+                self.beats.touch(beat)
                 pipeline.admit(frame)  # tracking consumes this camera's frames in this order
                 if not put_unless_stopped(self.frames, frame, self._stop_sources):
                     self._emit(pipeline.withdraw(frame))
@@ -117,12 +122,19 @@ class Daemon:
             source.status.set("error", f"{type(e).__name__}: {e}")
             log.exception("camera %s: source failed", source.cam.id)
         finally:
+            self.beats.forget(beat)
             self._emit(self.cameras[source.cam.id].pipeline.source_ended())
 
     def _work(self) -> None:
+        beat = threading.current_thread().name
         while True:
-            item = self.frames.get()
+            self.beats.touch(beat)
+            try:
+                item = self.frames.get(timeout=1.0)  # an idle worker still beats
+            except queue.Empty:
+                continue
             if item is _DONE:
+                self.beats.forget(beat)
                 return
             with self._busy_lock:
                 self._busy += 1
@@ -185,6 +197,17 @@ class Daemon:
             "errors": errors,
             "broker": {"connected": connected, "since_ms": int(since * 1000)},
         }
+
+    def stalled(self) -> list[str]:
+        """The threads the watchdog waits for: a worker that has not come back for stale_after_s, or
+        a running camera that delivered no frame for that long. A camera reconnecting (its backoff
+        is bounded) or a recorded file held back by a full queue (the workers' beats cover that) is
+        not stalled; neither is a thread that ended as it should."""
+        limit = self.cfg.watchdog.stale_after_s
+        full = self.frames.full()
+        names = [f"worker-{i}" for i in range(self.cfg.workers)]
+        names += [f"feed-{s.cam.id}" for s in self.sources if s.status.state == "running" and (s.live or not full)]
+        return [n for n in names if (self.beats.age(n) or 0.0) > limit]
 
     def _sample(self, interval_s: float, prev: dict[str, int]) -> dict[str, int]:
         """Each main-loop second: the broker's state change time, and each camera's analysed fps."""
@@ -338,6 +361,8 @@ class Daemon:
                    for s in self.sources]
         for t in workers + feeders:
             t.start()
+        notifier = Notifier(self.stalled)
+        notifier.ready(f"{len(self.sources)} camera(s), {self.cfg.workers} worker(s)")
         # --until-sources-end waits for the recorded sources only: a live stream never ends by itself.
         recorded = [t for t, s in zip(feeders, self.sources) if not s.live] or feeders
         last_status = ""
@@ -380,6 +405,7 @@ class Daemon:
                 log.info("all sources finished")
                 break
         log.info("shutting down: finishing frames in flight")
+        notifier.stopping()
         self._stop_sources.set()
         for t in feeders:
             t.join(timeout=5)
@@ -401,6 +427,7 @@ class Daemon:
         self.outlets.close(self.status(online=False))
         if server is not None:
             server.stop()
+        notifier.close()
         log.info("stopped: %s", self._final_counts())
         ended = [s for s in self.sources if s.status.state == "error"]
         if until_sources_end and self.sources and len(ended) == len(self.sources):

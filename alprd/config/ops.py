@@ -47,3 +47,15 @@ class HttpConfig:
         if not 0 < self.broker_unreachable_after_s <= 86400:
             raise ConfigError(f"{where}.broker_unreachable_after_s: {self.broker_unreachable_after_s} must be "
                               "more than 0 and at most 86400 seconds")
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    # A running camera that delivered no frame, or a worker that has not come back, for this long
+    # stops the systemd watchdog pings (docs/deployment.md). Longer than a slow frame's analysis;
+    # shorter than WatchdogSec, so a hang is acted on within about twice WatchdogSec.
+    stale_after_s: float = 15.0
+
+    def validate(self, where: str) -> None:
+        if not 0 < self.stale_after_s <= 3600:
+            raise ConfigError(f"{where}.stale_after_s: {self.stale_after_s} must be more than 0 and at most 3600 seconds")

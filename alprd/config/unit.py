@@ -14,7 +14,7 @@ from alprd.config.cameras import CameraConfig
 from alprd.config.gps import GpsConfig, LocationConfig
 from alprd.config.models import ModelsConfig
 from alprd.config.mqtt import MqttConfig, validate_destinations
-from alprd.config.ops import HttpConfig
+from alprd.config.ops import HttpConfig, WatchdogConfig
 from alprd.config.reads import FormatsConfig, HotlistConfig, TrackingConfig
 from alprd.config.storage import PrivacyConfig, RetentionConfig, SpoolConfig
 from alprd.errors import ConfigError
@@ -47,6 +47,7 @@ class Config:
     formats: FormatsConfig = FormatsConfig()
     hotlist: HotlistConfig = HotlistConfig()
     http: HttpConfig = HttpConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
 
     def camera_settings(self, cam: CameraConfig) -> tuple[TrackingConfig, FormatsConfig, HotlistConfig]:
         """A camera's own tracking, formats and hotlist sections, or the unit-wide ones."""
@@ -83,6 +84,7 @@ class Config:
         self._validate_position(base)
         self._validate_read_settings(base)
         self.http.validate("http")
+        self.watchdog.validate("watchdog")
 
     def _validate_position(self, base: Path) -> None:
         if self.gps and self.location:

@@ -41,6 +41,7 @@ def test_status_follows_broker_and_metrics_match_final_counts(tmp_path, broker, 
     cfg = write_config(tmp_path / "alprd.yaml", cameras=[{"id": "cam1", "source": str(traffic_video[0])}],
                        models={"dir": str(models_dir)}, mqtt={"port": broker.port, "reconnect_max_s": 1},
                        spool={"path": str(tmp_path / "spool.db")}, stats_interval_s=0.5,
+                       logging={"format": "json"},
                        http={"enabled": True, "listen": f"127.0.0.1:{http_port}", "broker_unreachable_after_s": 1})
     sub = Subscriber(broker.port)
     d = daemons(cfg)
@@ -73,5 +74,9 @@ def test_status_follows_broker_and_metrics_match_final_counts(tmp_path, broker, 
         assert wait_until(lambda: sub.payloads("/stats"), 10)
         final = sub.payloads("/stats")[-1]
         assert final["frames"] == {cam: int(n) for cam, n in analysed.items()}
+        # The JSON log of the whole run: one object a line, and no plate text at INFO.
+        logged = [json.loads(line) for line in d.output.splitlines() if line.strip()]
+        assert logged and all({"ts", "level", "logger", "message"} <= set(x) for x in logged)
+        assert not [x for x in logged if x["level"] == "INFO" and any(p in x["message"] for p in plates)]
     finally:
         sub.close()

@@ -5,6 +5,7 @@ stops and starts again: /status turns 503 once the broker has been gone longer t
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -21,6 +22,15 @@ def get(port: int, path: str) -> tuple[int, bytes]:
         return e.code, e.read()
     except OSError:
         return 0, b""
+
+
+def raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def status(port: int) -> tuple[int, dict[str, Any]]:
@@ -59,6 +69,9 @@ def test_status_follows_broker_and_metrics_match_final_counts(tmp_path, broker, 
         assert get(http_port, "/nope")[0] == 404
         long_code, long_body = get(http_port, "/status" + "x" * 400)
         assert long_code == 414 and b"xxxx" not in long_body  # the request is never echoed
+        bad = raw(http_port, b"GET /status SECRET-VERSION\r\n\r\n")  # malformed: 400, and not quoted back
+        assert b"Error code: 400" in bad and b"SECRET" not in bad
+        assert raw(http_port, b"POST /status HTTP/1.0\r\nContent-Length: 5\r\n\r\nabcde").startswith(b"HTTP/1.0 405")
 
         broker.stop()
         assert wait_until(lambda: status(http_port)[0] == 503, 15), status(http_port)

@@ -49,7 +49,7 @@ def test_watchdog_pings_stop_while_a_camera_read_hangs(tmp_path, broker, traffic
     cam.start()
     cfg = write_config(tmp_path / "alprd.yaml", models={"dir": str(models_dir)}, mqtt={"port": broker.port},
                        cameras=[{"id": "live", "source": f"http://127.0.0.1:{port}/stream.mjpg"}],
-                       spool={"path": str(tmp_path / "spool.db")}, watchdog={"stale_after_s": 1})
+                       spool={"path": str(tmp_path / "spool.db")}, watchdog={"stale_after_s": 2})
     d = daemons(cfg)
     try:
         assert systemd.wait_for("READY=1", 60), d.output[-3000:]

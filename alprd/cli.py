@@ -22,7 +22,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("alprd")
 
 
-def _setup_logging(level: str = "INFO") -> None:
+def _setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    if fmt == "json":  # journald and log shippers: one object a line (alprd/ops/jsonlog.py)
+        from alprd.ops.jsonlog import JsonFormatter
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=getattr(logging, level), handlers=[handler])
+        return
     logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -32,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from alprd.daemon import Daemon
 
     cfg = load_config(args.config)
-    _setup_logging(cfg.logging.level)
+    _setup_logging(cfg.logging.level, args.log_format or cfg.logging.format)
     daemon = Daemon(cfg)
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -318,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", required=True)
     p.add_argument("--until-sources-end", action="store_true",
                    help="exit once every recorded source is finished (bench runs and demos)")
+    p.add_argument("--log-format", choices=("text", "json"), default=None,
+                   help="json: one JSON object per log line, for journald and log shippers "
+                        "(default: the config's logging.format, text)")
     p = sub.add_parser("read", help="read plates on still images, one JSON line per image")
     p.add_argument("paths", nargs="+")
     p.add_argument("-c", "--config")

@@ -21,6 +21,9 @@ from alprd.config import Config, HotlistConfig
 from alprd.geometry import Frame
 from alprd.gps.provider import make_provider
 from alprd.hotlist.hotlist import Hotlist
+from alprd.ops.http import StatusServer
+from alprd.ops.metrics import Metrics, TimedRecognizer
+from alprd.ops.notify import Heartbeats, Notifier
 from alprd.pipeline import Outbound
 from alprd.privacy.audit import AuditLog, verify
 from alprd.privacy.keys import audit_key, load_or_create_secret
@@ -69,6 +72,8 @@ class Daemon:
         self.audit = AuditLog(audit_file, audit_key(self._secret), cfg.unit_id, hold_on_error=True)
         self.audit_chain = "new"  # what the start-up check of the existing log found (see audit_start)
         self.recognizer = recognizer or Recognizer.from_config(cfg.models)
+        self.metrics = Metrics(self.health)
+        self._timed = TimedRecognizer(self.recognizer, self.metrics)  # what the cameras call: detect/ocr timed
         self.outlets = Outlets(cfg, self.policy)
         self.discovery = attach_discovery(self.outlets, cfg, __version__)  # Home Assistant, where enabled
         self.purged: Counter[str] = Counter()
@@ -84,11 +89,14 @@ class Daemon:
         self.frames: queue.Queue[Any] = queue.Queue(maxsize=cfg.workers * 2)
         self.stats = Stats()
         self.started = time.time()
+        self._broker = (False, self.started)  # the primary broker: connected, and since when (wall clock)
+        self._fps: dict[str, float] = {}
+        self.beats = Heartbeats()  # per feeder and worker thread, for the systemd watchdog (stalled())
         self._busy = 0
         self._busy_lock = threading.Lock()
 
     def _wire(self, source: Source) -> CameraWiring:
-        return build_camera(self.cfg, source.cam, self.recognizer, include_crop=self.outlets.include_crop,
+        return build_camera(self.cfg, source.cam, self._timed, include_crop=self.outlets.include_crop,
                             location=self.location, live=source.live, newest=lambda: source.status.frames - 1,
                             hotlists=self.hotlists)
 
@@ -99,9 +107,12 @@ class Daemon:
     # --- threads ------------------------------------------------------------------------------
 
     def _feed(self, source: Source) -> None:
+        beat = f"feed-{source.cam.id}"
+        self.beats.touch(beat)
         try:
             pipeline = self.cameras[source.cam.id].pipeline
             for frame in source.frames(self._stop_sources):
+                self.beats.touch(beat)
                 pipeline.admit(frame)  # tracking consumes this camera's frames in this order
                 if not put_unless_stopped(self.frames, frame, self._stop_sources):
                     self._emit(pipeline.withdraw(frame))
@@ -111,12 +122,19 @@ class Daemon:
             source.status.set("error", f"{type(e).__name__}: {e}")
             log.exception("camera %s: source failed", source.cam.id)
         finally:
+            self.beats.forget(beat)
             self._emit(self.cameras[source.cam.id].pipeline.source_ended())
 
     def _work(self) -> None:
+        beat = threading.current_thread().name
         while True:
-            item = self.frames.get()
+            self.beats.touch(beat)
+            try:
+                item = self.frames.get(timeout=1.0)  # an idle worker still beats
+            except queue.Empty:
+                continue
             if item is _DONE:
+                self.beats.forget(beat)
                 return
             with self._busy_lock:
                 self._busy += 1
@@ -131,7 +149,10 @@ class Daemon:
 
     def _analyse(self, frame: Frame) -> None:
         self.stats.add("frames", camera=frame.camera)
-        self._emit(self.cameras[frame.camera].pipeline.process(frame))
+        t0 = time.perf_counter()
+        out = self.cameras[frame.camera].pipeline.process(frame)
+        self.metrics.observe("analyse", time.perf_counter() - t0)
+        self._emit(out)
 
     def _emit(self, messages: list[Outbound]) -> None:
         if not messages:
@@ -161,6 +182,41 @@ class Daemon:
             "timestamp_ms": int(time.time() * 1000),
             "policy": {"sha256": self.policy.sha256, "source": self.policy.source},
         }
+
+    def health(self) -> dict[str, Any]:
+        """The one view the ops layer (alprd/ops: /status, /metrics) gets: states and counts, no plate text."""
+        frames, reads, errors = self.stats.snapshot()
+        connected, since = self._broker
+        p = self.outlets.primary
+        return {
+            "unit": self.cfg.unit_id, "version": __version__, "uptime_s": round(time.time() - self.started, 1),
+            "cameras": {s.cam.id: {"state": s.status.state, "detail": s.status.detail, "fps": self._fps.get(s.cam.id, 0.0),
+                                   "frames": frames.get(s.cam.id, 0), "captured": s.status.frames,
+                                   "reads": reads.get(s.cam.id, 0)} for s in self.sources},
+            "spool_depth": p.spool.depth(), "published": p.comm.published, "dropped": p.spool.dropped(),
+            "errors": errors,
+            "broker": {"connected": connected, "since_ms": int(since * 1000)},
+        }
+
+    def stalled(self) -> list[str]:
+        """The threads the watchdog waits for: a worker that has not come back for stale_after_s, or
+        a running camera that delivered no frame for that long. A camera reconnecting (its backoff
+        is bounded) or a recorded file held back by a full queue (the workers' beats cover that) is
+        not stalled; neither is a thread that ended as it should."""
+        limit = self.cfg.watchdog.stale_after_s
+        full = self.frames.full()
+        names = [f"worker-{i}" for i in range(self.cfg.workers)]
+        names += [f"feed-{s.cam.id}" for s in self.sources if s.status.state == "running" and (s.live or not full)]
+        return [n for n in names if (self.beats.age(n) or 0.0) > limit]
+
+    def _sample(self, interval_s: float, prev: dict[str, int]) -> dict[str, int]:
+        """Each main-loop second: the broker's state change time, and each camera's analysed fps."""
+        connected = self.outlets.connected
+        if connected != self._broker[0]:
+            self._broker = (connected, time.time())
+        frames = self.stats.snapshot()[0]
+        self._fps = {cam: round((n - prev.get(cam, 0)) / interval_s, 2) for cam, n in frames.items()}
+        return frames
 
     def stats_payload(self, interval_s: float, prev_frames: Counter[str]) -> dict[str, Any]:
         frames, reads, errors = self.stats.snapshot()
@@ -291,7 +347,11 @@ class Daemon:
         self.audit.append("purge", at="start", counts=receipt, retention_h=dataclasses.asdict(self.policy.retention))
         self.publish_checkpoint()
         self.outlets.publish_status(self.status())
+        server = StatusServer(self.cfg.http, self.health, self.metrics.render) if self.cfg.http.enabled else None
+        if server is not None:
+            server.start()
         self.outlets.start()
+        last_sample, sampled = time.monotonic(), dict[str, int]()
         last_purge = last_checkpoint = last_batch = time.monotonic()
         if self.location is not None:
             self.location.start()
@@ -301,6 +361,8 @@ class Daemon:
                    for s in self.sources]
         for t in workers + feeders:
             t.start()
+        notifier = Notifier(self.stalled)
+        notifier.ready(f"{len(self.sources)} camera(s), {self.cfg.workers} worker(s)")
         # --until-sources-end waits for the recorded sources only: a live stream never ends by itself.
         recorded = [t for t, s in zip(feeders, self.sources) if not s.live] or feeders
         last_status = ""
@@ -321,6 +383,8 @@ class Daemon:
                 last_status = states
                 self.outlets.publish_status(st)
             now = time.monotonic()
+            if now - last_sample >= 1.0:
+                sampled, last_sample = self._sample(now - last_sample, sampled), now
             if now - last_stats >= self.cfg.stats_interval_s:
                 payload = self.stats_payload(now - last_stats, prev_frames)
                 self.outlets.publish_stats(payload)
@@ -341,6 +405,7 @@ class Daemon:
                 log.info("all sources finished")
                 break
         log.info("shutting down: finishing frames in flight")
+        notifier.stopping()
         self._stop_sources.set()
         for t in feeders:
             t.join(timeout=5)
@@ -360,6 +425,9 @@ class Daemon:
         # Final counts, so what a hits_only destination never saw is still counted there.
         self.outlets.publish_stats(self.stats_payload(max(time.monotonic() - last_stats, 1e-3), prev_frames))
         self.outlets.close(self.status(online=False))
+        if server is not None:
+            server.stop()
+        notifier.close()
         log.info("stopped: %s", self._final_counts())
         ended = [s for s in self.sources if s.status.state == "error"]
         if until_sources_end and self.sources and len(ended) == len(self.sources):

@@ -20,6 +20,8 @@ class MjpegCamera:
             self.frames.append(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
         self.port, self.fps = port, fps
         self.server: ThreadingHTTPServer | None = None
+        # Set: the camera hangs, connection open and nothing sent (a wedged camera, as a read sees it).
+        self.paused = threading.Event()
 
     def start(self) -> None:
         cam = self
@@ -35,6 +37,9 @@ class MjpegCamera:
                 i = 0
                 try:
                     while cam.server is not None:
+                        if cam.paused.is_set():
+                            time.sleep(0.05)
+                            continue
                         jpg = cam.frames[i % len(cam.frames)]
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                          + str(len(jpg)).encode() + b"\r\n\r\n" + jpg + b"\r\n")

@@ -9,6 +9,7 @@ from alprd.config.homeassistant import HomeAssistantConfig
 from alprd.config.loader import _build, build, load_config, resolve_paths
 from alprd.config.models import INPUT_WIDTH_RULE, ModelsConfig, is_input_width
 from alprd.config.mqtt import MqttConfig, TlsConfig
+from alprd.config.ops import HttpConfig, WatchdogConfig
 from alprd.config.reads import FormatsConfig, HotlistConfig, TrackingConfig
 from alprd.config.storage import PrivacyConfig, RetentionConfig, SpoolConfig
 from alprd.config.unit import Config, LoggingConfig, validate
@@ -23,6 +24,7 @@ __all__ = [
     "GpsConfig",
     "HomeAssistantConfig",
     "HotlistConfig",
+    "HttpConfig",
     "LocationConfig",
     "LoggingConfig",
     "ModelsConfig",
@@ -33,6 +35,7 @@ __all__ = [
     "SpoolConfig",
     "TlsConfig",
     "TrackingConfig",
+    "WatchdogConfig",
     "_build",
     "build",
     "is_input_width",

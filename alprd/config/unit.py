@@ -14,6 +14,7 @@ from alprd.config.cameras import CameraConfig
 from alprd.config.gps import GpsConfig, LocationConfig
 from alprd.config.models import ModelsConfig
 from alprd.config.mqtt import MqttConfig, validate_destinations
+from alprd.config.ops import HttpConfig, WatchdogConfig
 from alprd.config.reads import FormatsConfig, HotlistConfig, TrackingConfig
 from alprd.config.storage import PrivacyConfig, RetentionConfig, SpoolConfig
 from alprd.errors import ConfigError
@@ -22,6 +23,7 @@ from alprd.errors import ConfigError
 @dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"  # json: one object a line, for journald and log shippers
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Config:
     tracking: TrackingConfig = TrackingConfig()
     formats: FormatsConfig = FormatsConfig()
     hotlist: HotlistConfig = HotlistConfig()
+    http: HttpConfig = HttpConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
 
     def camera_settings(self, cam: CameraConfig) -> tuple[TrackingConfig, FormatsConfig, HotlistConfig]:
         """A camera's own tracking, formats and hotlist sections, or the unit-wide ones."""
@@ -79,6 +83,8 @@ class Config:
             c.validate_gating(f"cameras[{i}]")
         self._validate_position(base)
         self._validate_read_settings(base)
+        self.http.validate("http")
+        self.watchdog.validate("watchdog")
 
     def _validate_position(self, base: Path) -> None:
         if self.gps and self.location:

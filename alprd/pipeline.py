@@ -25,9 +25,10 @@ from alprd.gps.provider import LocationProvider
 from alprd.hotlist.hotlist import Hotlist, HotlistMatch, canonical
 from alprd.motion import MotionGate
 from alprd.publish.payload import iso_ms, read_payload, uuid7
-from alprd.recognition.base import PlateRead
+from alprd.recognition.base import Detection, PlateRead
 from alprd.recognition.preprocess import crop_plate
 from alprd.recognition.recognizer import Recognizer
+from alprd.tracking.settle import SettleRule, is_settled, settled_track_of
 from alprd.tracking.tracker import Track, Tracker
 from alprd.tracking.vote import Observation, Vote, observation_weight, vote
 
@@ -68,6 +69,7 @@ class _Analysed:
     frame: Frame
     reads: list[tuple[PlateRead, float, np.ndarray | None]]  # read, sharpness, crop (if kept)
     boxes: list[tuple[int, int, int, int]]  # every detection, read or not: keeps tracks alive
+    unread: list[Detection] | None = None  # read_in_order: detections for _consume to read (or skip)
 
 
 def _sharpness(crop: np.ndarray) -> float:
@@ -81,7 +83,8 @@ class CameraPipeline:
     def __init__(self, camera: str, recognizer: Recognizer, unit_id: str, include_crop: bool = False,
                  tracking: TrackingConfig | None = None, formats: FormatsConfig | None = None,
                  hotlist: Hotlist | None = None, live: bool = False,
-                 gate: MotionGate | None = None, location: LocationProvider | None = None):
+                 gate: MotionGate | None = None, location: LocationProvider | None = None,
+                 read_in_order: bool = False):
         self.camera = camera
         self.recognizer = recognizer
         self.unit_id = unit_id
@@ -95,6 +98,12 @@ class CameraPipeline:
         self.gate = gate  # motion/ROI gate (alprd/motion.py): static and late frames are not analysed
         self.location = location  # GPS or fixed position (alprd/gps): a `gps` object on every read
         self.tracker = Tracker(self.tracking.min_iou)
+        # read_in_order: the recognizer only detects (RegionRecognizer.defer_ocr); plates are read in
+        # _consume, in frame order, where the tracks are known, so a settled track is not read again.
+        self.read_in_order = read_in_order and self.tracking.enabled
+        tk = self.tracking
+        self.settle = SettleRule(tk.settle_reads, tk.settle_min_confidence, tk.settle_min_share, tk.reread_growth,
+                                 tk.update_min_gain if tk.update == "on_change" else 0.0)
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         # Reorder buffer: frame indices in the order the feeder admitted them, and finished analyses.
@@ -154,11 +163,27 @@ class CameraPipeline:
 
     def _analyse(self, frame: Frame) -> _Analysed:
         dets, reads = self.recognizer.analyse(frame.image)
+        if self.read_in_order:
+            return _Analysed(frame, [], [d.box for d in dets], list(dets))
+        return _Analysed(frame, self._kept(frame, reads), [d.box for d in dets])
+
+    def _kept(self, frame: Frame, reads: list[PlateRead]) -> list[tuple[PlateRead, float, np.ndarray | None]]:
         kept = []
         for r in map(self.formats.fitted, reads):  # each frame's read fitted to the camera's layouts before the vote
             crop = crop_plate(frame.image, r.box)
             kept.append((r, _sharpness(crop), crop if self.include_crop else None))
-        return _Analysed(frame, kept, [d.box for d in dets])
+        return kept
+
+    def _read_unsettled(self, a: _Analysed) -> _Analysed:
+        """`a` with its detections read, less those that continue a settled track whose plate has
+        not grown (alprd/tracking/settle.py): those stay detections, which keep the track alive."""
+        dets = a.unread or []
+        ts = a.frame.timestamp_ms
+        to_read = [d for d in dets if settled_track_of(d.box, self.tracker.tracks, ts, self.settle) is None]
+        self.counts["ocr_skipped"] += len(dets) - len(to_read)
+        self.counts["ocr_read"] += len(to_read)
+        reads = self.recognizer.read_detections(a.frame.image, to_read) if to_read else []
+        return _Analysed(a.frame, self._kept(a.frame, reads), a.boxes)
 
     def _release(self) -> list[Outbound]:
         out: list[Outbound] = []
@@ -179,9 +204,9 @@ class CameraPipeline:
         frame = a.frame
         self._last_shape = frame.image.shape
         self._now_ms = frame.timestamp_ms
-        self.counts["frame_reads"] += len(a.reads)
         out: list[Outbound] = []
         if not self.tracking.enabled:
+            self.counts["frame_reads"] += len(a.reads)
             for r, sharp, crop in a.reads:
                 obs = self._observation(r, sharp, frame)
                 t = Track(0, r.box, frame.index, frame.timestamp_ms, frame.index, frame.timestamp_ms)
@@ -191,6 +216,9 @@ class CameraPipeline:
             return out
         out += self._end(self.tracker.expire(frame.index, frame.timestamp_ms, self.tracking.max_missed_s,
                                              self.tracking.max_missed_frames, self.tracking.parked_missed_s))
+        if a.unread is not None:
+            a = self._read_unsettled(a)
+        self.counts["frame_reads"] += len(a.reads)
         by_box = {r.box: (r, sharp, crop) for r, sharp, crop in a.reads}
         boxes = _distinct([r.box for r, _, _ in a.reads] + list(a.boxes))
         texts = [by_box[b][0].text if b in by_box else None for b in boxes]
@@ -211,6 +239,9 @@ class CameraPipeline:
                 out += self._maybe_first(t, obs, crop)
             elif self.hotlist and not t.hit_plates:
                 out += self._late_hit(t, obs, crop)
+            t.read_width = r.box[2] - r.box[0]
+            if self.read_in_order:
+                t.settled = is_settled(vote(t.observations), bool(t.read_id), self.settle, t.first_confidence)
         return out
 
     def _observation(self, r: PlateRead, sharp: float, frame: Frame) -> Observation:

@@ -31,6 +31,7 @@ from alprd.recognition.recognizer import Recognizer
 from alprd.tracking.settle import SettleRule, is_settled, settled_track_of
 from alprd.tracking.tracker import Track, Tracker
 from alprd.tracking.vote import Observation, Vote, observation_weight, vote
+from alprd.tracking.windows import cut_by_window, full_frame, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class _Analysed:
     reads: list[tuple[PlateRead, float, np.ndarray | None]]  # read, sharpness, crop (if kept)
     boxes: list[tuple[int, int, int, int]]  # every detection, read or not: keeps tracks alive
     unread: list[Detection] | None = None  # read_in_order: detections for _consume to read (or skip)
+    windowed: bool = False  # not detected yet: _consume detects in windows around the open tracks
 
 
 def _sharpness(crop: np.ndarray) -> float:
@@ -104,6 +106,7 @@ class CameraPipeline:
         tk = self.tracking
         self.settle = SettleRule(tk.settle_reads, tk.settle_min_confidence, tk.settle_min_share, tk.reread_growth,
                                  tk.update_min_gain if tk.update == "on_change" else 0.0)
+        self.full_every = tk.full_frame_every if self.read_in_order else 1
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         # Reorder buffer: frame indices in the order the feeder admitted them, and finished analyses.
@@ -161,7 +164,14 @@ class CameraPipeline:
                     out = []
         return self._locate(out)
 
+    def detects_ahead(self, frame: Frame) -> bool:
+        """Whether `frame` is detected by the analysis workers (the whole frame, or the motion
+        gate's regions); False: in windows around the tracks, in frame order (alprd/tracking/windows.py)."""
+        return full_frame(frame.index, self.full_every)
+
     def _analyse(self, frame: Frame) -> _Analysed:
+        if not self.detects_ahead(frame):
+            return _Analysed(frame, [], [], [], windowed=True)
         dets, reads = self.recognizer.analyse(frame.image)
         if self.read_in_order:
             return _Analysed(frame, [], [d.box for d in dets], list(dets))
@@ -177,8 +187,18 @@ class CameraPipeline:
     def _read_unsettled(self, a: _Analysed) -> _Analysed:
         """`a` with its detections read, less those that continue a settled track whose plate has
         not grown (alprd/tracking/settle.py): those stay detections, which keep the track alive."""
-        dets = a.unread or []
         ts = a.frame.timestamp_ms
+        if a.windowed:
+            h, w = a.frame.image.shape[:2]
+            windows = plan_windows(self.tracker.tracks, ts, w, h)
+            self.counts["detect_windowed" if windows else "detect_skipped" if windows == () else "detect_full"] += 1
+            found = self.recognizer.analyse_in(a.frame.image, windows)[0] if windows != () else []
+            if windows:
+                cut = [d for d in found if cut_by_window(d.box, windows, w, h)]
+                self.counts["detect_cut"] += len(cut)  # a piece of a plate: not read, not tracked
+                found = [d for d in found if d not in cut]
+            a = _Analysed(a.frame, [], [d.box for d in found], list(found))
+        dets = a.unread or []
         to_read = [d for d in dets if settled_track_of(d.box, self.tracker.tracks, ts, self.settle) is None]
         self.counts["ocr_skipped"] += len(dets) - len(to_read)
         self.counts["ocr_read"] += len(to_read)

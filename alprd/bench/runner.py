@@ -224,7 +224,7 @@ def run_bench(video: Path, cfg: Config | None = None, camera: str | None = None,
         pending: deque[Frame] = deque()
         ahead = 2 * timed.workers
         for f in frames:
-            if f.motion is None or f.motion.run:
+            if (f.motion is None or f.motion.run) and pipeline.detects_ahead(f):  # else windows, in order
                 timed.submit(f)
             pending.append(f)
             if len(pending) > ahead:

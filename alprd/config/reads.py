@@ -39,6 +39,9 @@ class TrackingConfig:
     settle_min_confidence: float = 0.9
     settle_min_share: float = 0.8
     reread_growth: float = 1.3
+    # With settle_reads on: the whole frame is detected every this many frames, the frames between
+    # only in windows around the open tracks (alprd/tracking/windows.py). 1: every frame whole.
+    full_frame_every: int = 3
 
     def validate(self, where: str) -> None:
         if self.max_missed_s <= 0 or self.max_missed_frames < 0:
@@ -48,6 +51,8 @@ class TrackingConfig:
             raise ConfigError(f"{where}.first_read_min_frames: {self.first_read_min_frames} must be at least 1")
         if self.settle_reads < 0:
             raise ConfigError(f"{where}.settle_reads: {self.settle_reads} must be 0 (off) or more reads")
+        if self.full_frame_every < 1:
+            raise ConfigError(f"{where}.full_frame_every: {self.full_frame_every} must be at least 1 (frames)")
         if self.reread_growth < 1.0:
             raise ConfigError(f"{where}.reread_growth: {self.reread_growth} must be at least 1 (times the width)")
         for key in ("min_iou", "first_read_min_confidence", "end_read_min_confidence", "update_min_gain",

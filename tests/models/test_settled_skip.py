@@ -1,6 +1,7 @@
-"""Reading only what can change the result (alprd/tracking/settle.py), on the moving-camera clip
-with the real models: skipping settled tracks must publish the same plates as reading every plate
-of every frame, and must actually skip reads."""
+"""Work that follows what is already known, on the moving-camera clip with the real models: skipping
+settled tracks' reads (alprd/tracking/settle.py) and detecting between full-frame passes only in
+windows around the tracks (alprd/tracking/windows.py) must publish the same plates as detecting and
+reading every plate of every whole frame, and must actually save detector and OCR work."""
 
 from __future__ import annotations
 
@@ -29,18 +30,24 @@ def bench(path: Path, rec: Recognizer, settle_reads: int):
     return run_bench(path, cfg, recognizer=rec, thumbnails=False, workers=1)
 
 
-def test_settled_tracks_skip_reads_without_losing_any(moving_clip) -> None:
+def test_settled_tracks_and_windows_save_work_without_losing_reads(moving_clip) -> None:
     path, truth = moving_clip
     rec = Recognizer.from_config(ModelsConfig())
     every = bench(path, rec, 0)
     skip = bench(path, rec, 3)
-    assert every.tracking.get("ocr_skipped", 0) == 0
+    assert every.tracking.get("ocr_skipped", 0) == 0 and every.tracking.get("detect_windowed", 0) == 0
     seen_every, exact_every = vehicles_read(every.reads, truth)
     seen_skip, exact_skip = vehicles_read(skip.reads, truth)
     assert seen_every, "the clip must give reads for the comparison to mean anything"
     assert seen_skip == seen_every and exact_skip == exact_every
-    first_every = sorted(r["plate"] for r in every.reads if r["event"] == "first")
-    first_skip = sorted(r["plate"] for r in skip.reads if r["event"] == "first")
-    assert first_skip == first_every
+    # Every plate that reading everything publishes exactly in a first read is published so too
+    # (reading everything may publish more: a piece of a plate at the frame's edge, read as BTE735).
+    truth_plates = {v.text for v in truth}
+    first_every = {r["plate"] for r in every.reads if r["event"] == "first"} & truth_plates
+    first_skip = {r["plate"] for r in skip.reads if r["event"] == "first"} & truth_plates
+    assert first_every and first_every <= first_skip, (first_every, first_skip)
     # Reads were saved: the skipped ones plus those read make every frame's detections.
     assert skip.tracking["ocr_skipped"] > 0.3 * (skip.tracking["ocr_skipped"] + skip.tracking["ocr_read"])
+    # Two frames in three were not detected whole: in windows, or not at all while no track was open.
+    between = skip.tracking.get("detect_windowed", 0) + skip.tracking.get("detect_skipped", 0)
+    assert between >= 0.6 * skip.frames and skip.tracking.get("detect_windowed", 0) > 0

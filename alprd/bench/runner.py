@@ -263,12 +263,14 @@ def run_bench(video: Path, cfg: Config | None = None, camera: str | None = None,
                 res.stages["ocr"].append(tm.ocr_ms)
                 # What the pipeline itself spent (tracking, payloads), not the wait for recognition.
                 res.stages["track_publish"].append(max(0.0, (t1 - t0) * 1000 - waited))
-                if thumbnails:
-                    ring[frame.index] = _small(frame.image, RING_WIDTH)
-                    while len(ring) > RING_FRAMES:
-                        del ring[next(iter(ring))]  # the oldest: frames are added in order
+            # Analysed: by the read-ahead (tm), or in the pipeline, in windows around the tracks.
+            analysed = tm is not None or ((m is None or m.run) and not pipeline.detects_ahead(frame))
+            if thumbnails and analysed:
+                ring[frame.index] = _small(frame.image, RING_WIDTH)
+                while len(ring) > RING_FRAMES:
+                    del ring[next(iter(ring))]  # the oldest: frames are added in order
             res.records.append(FrameRecord(frame.index, frame.video_ms or 0, m.reason if m else "off",
-                                           m.regions if m else None, tm is not None))
+                                           m.regions if m else None, analysed))
             collect(out)
             res.frames += 1
             if progress is not None and (time.perf_counter() - last_progress > 0.25):

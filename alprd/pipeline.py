@@ -199,7 +199,8 @@ class CameraPipeline:
                 found = [d for d in found if d not in cut]
             a = _Analysed(a.frame, [], [d.box for d in found], list(found))
         dets = a.unread or []
-        to_read = [d for d in dets if settled_track_of(d.box, self.tracker.tracks, ts, self.settle) is None]
+        size = (a.frame.image.shape[1], a.frame.image.shape[0])
+        to_read = [d for d in dets if settled_track_of(d.box, self.tracker.tracks, ts, self.settle, size) is None]
         self.counts["ocr_skipped"] += len(dets) - len(to_read)
         self.counts["ocr_read"] += len(to_read)
         reads = self.recognizer.read_detections(a.frame.image, to_read) if to_read else []

@@ -6,7 +6,9 @@ A track is settled when its read event is out and its vote is beyond doubt: the 
 least `min_share` of all the track's reads (no rival text close behind). Its boxes are still detected
 every frame (they keep the track alive and its box current), but OCR is skipped while the box is
 less than `growth` times as wide as at the track's last read: a plate that has grown that much shows
-its characters with more pixels, and that read may still correct the vote.
+its characters with more pixels, and that read may still correct the vote. A settled plate that runs
+into the frame's edge is not read either: a piece of the plate adds nothing, and without the many
+reads skipped before it, such misreads would weigh more in the vote than when every frame is read.
 
 With `tracking.update: on_change` the track's end publishes an update when the vote's confidence
 moved by `update_gain` from the first read's: a track is not settled while a further read could
@@ -45,7 +47,7 @@ def is_settled(v: Vote | None, published: bool, rule: SettleRule, first_confiden
 
 
 def settled_track_of(box: Box, tracks: Sequence[Track], ts_ms: int, rule: SettleRule,
-                     min_overlap: float = 0.3) -> Track | None:
+                     frame_size: tuple[int, int] = (0, 0), min_overlap: float = 0.3) -> Track | None:
     """The settled track that `box` continues, when its plate has not grown enough since the track's
     last read to be worth reading; None: read it. A box that overlaps two tracks' predictions is read
     (two plates side by side: the text tells them apart)."""
@@ -53,6 +55,9 @@ def settled_track_of(box: Box, tracks: Sequence[Track], ts_ms: int, rule: Settle
     if len(near) != 1 or not near[0].settled:
         return None
     t = near[0]
+    w, h = frame_size
+    if w and h and (box[0] <= 1 or box[1] <= 1 or box[2] >= w - 1 or box[3] >= h - 1):
+        return t  # cut by the frame's edge
     width = box[2] - box[0]
     if t.read_width <= 0 or width >= rule.growth * t.read_width:
         return None

@@ -81,3 +81,9 @@ def test_not_settled_while_reads_could_still_earn_an_update() -> None:
     assert not is_settled(v, True, on_change, first_confidence=0.88)  # later reads may raise it past 0.98
     assert is_settled(v, True, on_change, first_confidence=0.75)  # the update is earned already
     assert is_settled(v, True, on_change, first_confidence=0.95)  # no read can raise it by 0.1
+
+
+def test_a_settled_plate_cut_by_the_frame_edge_is_not_read_even_when_grown() -> None:
+    t = track((1800, 1000, 1900, 1050))
+    assert settled_track_of((1750, 990, 1920, 1060), [t], 363, RULE, (1920, 1080)) is t  # 1.7x, at the edge
+    assert settled_track_of((1750, 990, 1910, 1060), [t], 363, RULE, (1920, 1080)) is None  # grown, inside

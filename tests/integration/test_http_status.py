@@ -43,7 +43,7 @@ def frames_metric(port: int) -> dict[str, float]:
     assert code == 200
     fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
     assert "alprd_stage_seconds" in fams and "alprd_spool_depth" in fams and "alprd_broker_connected" in fams
-    counts = {s.labels["stage"]: s.value for s in fams["alprd_stage_seconds"].samples if s.name == "alprd_stage_seconds_count"}
+    counts = {s.labels["stage"]: s.value for s in fams["alprd_stage_seconds"].samples if s.name == "alprd_stage_seconds_sum"}
     # Plates are read in the pipeline (read_detections), not by the workers' analyse: both must be timed.
     assert counts.get("detect", 0) > 0 and counts.get("ocr", 0) > 0, counts
     return {s.labels["camera"]: s.value for s in fams["alprd_frames"].samples if s.name == "alprd_frames_total"}

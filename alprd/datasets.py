@@ -20,10 +20,8 @@ import csv
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 
 @dataclass(frozen=True)
@@ -194,32 +192,3 @@ def is_cross_source_held_out(source: str) -> bool:
 def in_source(source: str, wanted: str) -> bool:
     """`holdout:WANTED`: a source or a whole dataset (`us_plate_crops` holds every state)."""
     return source == wanted or source.startswith(wanted.rstrip("/") + "/")
-
-
-def held_out_by(source: str, hold_out: str) -> bool:
-    """Whether `hold_out` holds this source out: `cross-source` (is_cross_source_held_out) or a source
-    or dataset name (in_source). The one rule `alprd eval --split` and the trainers' `--hold-out` share,
-    so a model trained without a split's sources is measured on exactly them."""
-    if hold_out == "cross-source":
-        return is_cross_source_held_out(source)
-    return in_source(source, hold_out)
-
-
-Sample = TypeVar("Sample", SceneSample, CropSample)
-
-
-def leave_sources_out(samples: list[Sample], hold_out: str | None,
-                      source: Callable[[Sample], str] = lambda s: source_of(s.image)) -> tuple[list[Sample], dict[str, int]]:
-    """The samples whose source `hold_out` does not hold out, and how many of each held-out source
-    were dropped (None: all kept)."""
-    if not hold_out:
-        return samples, {}
-    kept: list[Sample] = []
-    dropped: dict[str, int] = {}
-    for s in samples:
-        src = source(s)
-        if held_out_by(src, hold_out):
-            dropped[src] = dropped.get(src, 0) + 1
-        else:
-            kept.append(s)
-    return kept, dict(sorted(dropped.items()))

@@ -25,8 +25,8 @@ from alprd.datasets import (
     BoxLabel,
     CropSample,
     SceneSample,
-    held_out_by,
     in_source,
+    is_cross_source_held_out,
     is_held_out,
     read_detection_csv,
     read_ocr_csv,
@@ -64,7 +64,9 @@ def is_source_split(split: str) -> bool:
 
 def in_split(source: str, split: str) -> bool:
     """For a source split: whether a sample of `source` is in it."""
-    return held_out_by(source, split.removeprefix("holdout:"))
+    if split == "cross-source":
+        return is_cross_source_held_out(source)
+    return in_source(source, split.removeprefix("holdout:"))
 
 
 def scene_in_dev(image: Path, csv_path: Path) -> bool:

@@ -7,52 +7,14 @@ import json
 import platform
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from alprd.datasets import CropSample, SceneSample, leave_sources_out, source_of
 from alprd.errors import UserError
-
-
-def add_hold_out_argument(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--hold-out", metavar="cross-source|SOURCE",
-                    help="train without every sample of these sources, by the rule of `alprd eval --split` "
-                         "(cross-source: the sources --split cross-source holds out; SOURCE: as holdout:SOURCE), "
-                         "so that split measures cameras the model never saw, checkpoint choice included")
-
-
-Sample = TypeVar("Sample", SceneSample, CropSample)
-
-
-def hold_out_splits(splits: dict[str, list[Sample]], hold_out: str | None,
-                    source: Callable[[Sample], str] = lambda s: source_of(s.image),
-                    strict: bool = True) -> tuple[dict[str, list[Sample]], dict]:
-    """Every split less the samples `hold_out` holds out (the dev split too: the checkpoint a run keeps
-    must not be chosen on them either), and what was dropped: {split: {source: count}}. A SOURCE that
-    no sample is from is a typo, not an empty hold-out (`strict`: an error here; else the caller checks)."""
-    out: dict[str, list[Sample]] = {}
-    dropped: dict[str, dict[str, int]] = {}
-    for name, samples in splits.items():
-        out[name], dropped[name] = leave_sources_out(samples, hold_out, source)
-    if strict and hold_out and hold_out != "cross-source" and not any(dropped.values()):
-        raise UserError(f"--hold-out {hold_out}: no training sample is from {hold_out!r} (give cross-source, a "
-                        "source as alprd eval's by-source figures name it, or a dataset folder)")
-    return out, dropped
-
-
-def record_hold_out(rec: RunRecord, hold_out: str | None, dropped: dict[str, dict[str, int]]) -> None:
-    """Print and record in run.json how many samples of each held-out source each split lost."""
-    if not hold_out:
-        return
-    totals = {name: sum(by.values()) for name, by in dropped.items()}
-    rec.set("hold_out", {"rule": hold_out, "dropped": totals, "dropped_by_source": dropped})
-    print(f"--hold-out {hold_out}: dropped {totals} from {len({s for by in dropped.values() for s in by})} "
-          "sources", flush=True)
 
 
 def add_ema_argument(ap: argparse.ArgumentParser) -> None:

@@ -20,13 +20,10 @@ from alprd_train.common import (
     MovingAverage,
     RunRecord,
     add_ema_argument,
-    add_hold_out_argument,
     export_onnx,
-    hold_out_splits,
     keep_checkpoints,
     load_checkpoint,
     load_image,
-    record_hold_out,
     resume_run,
     save_checkpoint,
     take_step,
@@ -214,14 +211,6 @@ def evaluate(net: PlateDetectorNet, scenes, input_w: int, threshold: float = 0.3
             "recall_small": small_found / max(small_total, 1), "boxes": total, "small_boxes": small_total}
 
 
-def training_scenes(data: Path, hold_out: str | None, limit: int = 0) -> tuple[dict[str, list[SceneSample]], dict]:
-    """The train and dev scenes a run uses, less those of the held-out sources (hold_out_splits)."""
-    splits, dropped = hold_out_splits(detection_splits(data), hold_out)
-    if limit:  # of the scenes kept: a smoke run still has some
-        splits["train"] = splits["train"][:limit]
-    return splits, dropped
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="alprd train detector")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -250,15 +239,15 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"share of the other crops centred on a labelled plate shrunk to {FAR_PLATE_PX[0]:g}-"
                          f"{FAR_PLATE_PX[1]:g} px wide (a far plate at the 640-px input)")
     add_ema_argument(ap)
-    add_hold_out_argument(ap)
     args = ap.parse_args(argv)
     if not 0.0 <= args.far_share <= 1.0:
         raise UserError(f"--far-share {args.far_share}: give a share, 0..1")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "detector", {k: str(v) for k, v in vars(args).items()})
-    splits, dropped = training_scenes(args.data, args.hold_out, args.limit)
-    record_hold_out(rec, args.hold_out, dropped)
+    splits = detection_splits(args.data)
+    if args.limit:
+        splits["train"] = splits["train"][: args.limit]
     rec.set("data", {k: len(v) for k, v in splits.items()})
     t0 = time.time()
     train = [load_scene(s) for s in splits["train"]]

@@ -14,15 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alprd.datasets import (
-    CropSample,
-    SceneSample,
-    detection_splits,
-    leave_sources_out,
-    ocr_splits,
-    read_ocr_csv,
-    source_of,
-)
+from alprd.datasets import CropSample, SceneSample, detection_splits, ocr_splits, read_ocr_csv
 from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, PAD, is_plate_text
 from alprd.recognition.preprocess import crop_plate, iou, ocr_input
@@ -31,13 +23,10 @@ from alprd_train.common import (
     MovingAverage,
     RunRecord,
     add_ema_argument,
-    add_hold_out_argument,
     export_onnx,
-    hold_out_splits,
     keep_checkpoints,
     load_checkpoint,
     load_image,
-    record_hold_out,
     resume_run,
     take_step,
     warm_start,
@@ -337,29 +326,6 @@ def evaluate(net: nn.Module, samples: list[tuple[np.ndarray, str]]) -> float:
     return hits / len(samples)
 
 
-def labelled_crops(data: Path, hold_out: str | None, limit: int = 0) -> tuple[dict[str, list[CropSample]], dict]:
-    """The labelled crop splits a run uses, less those of the held-out sources (hold_out_splits); a
-    SOURCE no crop set has may still be a scene crop's source, so main checks the SOURCE on them all."""
-    splits, dropped = hold_out_splits(ocr_splits(data), hold_out, strict=False)
-    return ({k: v[:limit] for k, v in splits.items()} if limit else splits), dropped
-
-
-def scene_crop_source(data: Path, out: Path) -> Callable[[CropSample], str]:
-    """The source of a crop: a scene crop (<out>/scene_crops/SCENE_BOX.png, SCENE its index among the
-    detector's training scenes) is its scene's; any other crop its own image's."""
-    folder = (out / "scene_crops").resolve()
-    scenes: list[SceneSample] = []
-
-    def source(c: CropSample) -> str:
-        if c.image.resolve().parent != folder:
-            return source_of(c.image)
-        if not scenes:
-            scenes.extend(detection_splits(data)["train"])
-        return source_of(scenes[int(c.image.name.split("_")[0])].image)
-
-    return source
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="alprd train ocr")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -399,7 +365,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="processes for rendering synthetic plates")
     ap.add_argument("--eval-every", type=int, default=500)
     add_ema_argument(ap)
-    add_hold_out_argument(ap)
     ap.add_argument("--export", type=Path, default=None, help="ONNX path written from the best checkpoint")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many crops per split (smoke runs)")
     ap.add_argument("--head", choices=HEADS, default="attn",
@@ -415,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord(args.out, "ocr", {k: str(v) for k, v in vars(args).items()})
 
-    splits, dropped = labelled_crops(args.data, args.hold_out, args.limit)
+    splits = ocr_splits(args.data)
+    if args.limit:
+        splits = {k: v[: args.limit] for k, v in splits.items()}
     eye_boxes: dict[EyeKey, str] = {}
     eye_crops: dict[EyeKey, str] = {}
     for path in args.read_by_eye or []:
@@ -445,16 +412,6 @@ def main(argv: list[str] | None = None) -> int:
 
         scenes = cached_labels(scenes_csv, label_scene_crops)
         print(f"scene crops {len(scenes)}", flush=True)
-    # The lists above are cached per run folder with every source in them; the hold-out applies to them
-    # as read, so a cache made without it cannot leak a held-out source into the run.
-    held, dropped_more = hold_out_splits({"pseudo": pseudo, "scene_crops": scenes}, args.hold_out,
-                                         scene_crop_source(args.data, args.out), strict=False)
-    pseudo, scenes = held["pseudo"], held["scene_crops"]
-    dropped |= dropped_more
-    if args.hold_out and args.hold_out != "cross-source" and not any(dropped.values()):
-        raise UserError(f"--hold-out {args.hold_out}: no training crop is from {args.hold_out!r} (give cross-source, "
-                        "a source as alprd eval's by-source figures name it, or a dataset folder)")
-    record_hold_out(rec, args.hold_out, dropped)
     pseudo += scenes
     train = splits["us_train"] * args.us_repeat + splits["br_train"]
     rec.set("data", {k: len(v) for k, v in splits.items()} | {"pseudo": len(pseudo), "synthetic": args.synthetic})
@@ -469,8 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     framing = None
     if args.frame_with:
         scenes_limit = args.limit or FRAMING_SCENES
-        framing_scenes = leave_sources_out(detection_splits(args.data)["train"], args.hold_out)[0]
-        framing = detector_framing(args.frame_with, framing_scenes[:scenes_limit],
+        framing = detector_framing(args.frame_with, detection_splits(args.data)["train"][:scenes_limit],
                                    args.out / "framing.npy")
         print(f"framing: {len(framing)} detector boxes around labelled plates", flush=True)
         rec.set("framing", {"models": str(args.frame_with), "boxes": len(framing), "share": args.frame_share})

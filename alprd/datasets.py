@@ -19,9 +19,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+from alprd.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -192,3 +196,56 @@ def is_cross_source_held_out(source: str) -> bool:
 def in_source(source: str, wanted: str) -> bool:
     """`holdout:WANTED`: a source or a whole dataset (`us_plate_crops` holds every state)."""
     return source == wanted or source.startswith(wanted.rstrip("/") + "/")
+
+
+# --- source splits: what `alprd eval --split` measures and what a trainer's --hold-out leaves out -----
+
+SPLITS = ("all", "train", "dev", "cross-source", "holdout:SOURCE")
+
+
+def is_source_split(split: str) -> bool:
+    """The splits that hold out whole sources rather than plates."""
+    return split == "cross-source" or split.startswith("holdout:")
+
+
+def in_split(source: str, split: str) -> bool:
+    """For a source split: whether a sample of `source` is in it. The one rule behind both `alprd eval
+    --split` and the trainers' --hold-out, so a model trained without a split is measured on exactly it."""
+    if split == "cross-source":
+        return is_cross_source_held_out(source)
+    return in_source(source, split.removeprefix("holdout:"))
+
+
+def check_split(split: str, sources: set[str], option: str = "--split") -> None:
+    """A holdout split must name a source of the set: one clear line listing those it has."""
+    if split in SPLITS[:4]:
+        return
+    if not split.startswith("holdout:") or not split.removeprefix("holdout:"):
+        raise UserError(f"{option} {split}: valid: {', '.join(SPLITS)}")
+    wanted = split.removeprefix("holdout:")
+    if not any(in_source(s, wanted) for s in sources):
+        names = sorted(sources | {s.split("/")[0] for s in sources})
+        shown = ", ".join(names[:40]) + (f" and {len(names) - 40} more" if len(names) > 40 else "")
+        raise UserError(f"{option} {split}: no sample of this set is from {wanted!r}; its sources: {shown}")
+
+
+def hold_out_split(hold_out: str) -> str:
+    """A trainer's `--hold-out cross-source|SOURCE` as the eval split it leaves out."""
+    return hold_out if hold_out == "cross-source" else f"holdout:{hold_out.removeprefix('holdout:')}"
+
+
+Sample = TypeVar("Sample")
+
+
+def leave_out(samples: list[Sample], split: str,
+              source: Callable[[Sample], str]) -> tuple[list[Sample], list[Sample]]:
+    """The samples outside a source split, and those in it (what a trainer must not see)."""
+    kept: list[Sample] = []
+    held: list[Sample] = []
+    for s in samples:
+        (held if in_split(source(s), split) else kept).append(s)
+    return kept, held
+
+
+def count_sources(samples: list[Sample], source: Callable[[Sample], str]) -> dict[str, int]:
+    return dict(sorted(Counter(source(s) for s in samples).items()))

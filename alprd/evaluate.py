@@ -25,9 +25,10 @@ from alprd.datasets import (
     BoxLabel,
     CropSample,
     SceneSample,
-    in_source,
-    is_cross_source_held_out,
+    check_split,
+    in_split,
     is_held_out,
+    is_source_split,
     read_detection_csv,
     read_ocr_csv,
     read_openalpr_benchmark,
@@ -54,21 +55,6 @@ def _csv_kind(path: Path) -> str:
                     "image,x1,y1,x2,y2,text or image,text")
 
 
-SPLITS = ("all", "train", "dev", "cross-source", "holdout:SOURCE")
-
-
-def is_source_split(split: str) -> bool:
-    """The splits that hold out whole sources rather than plates."""
-    return split == "cross-source" or split.startswith("holdout:")
-
-
-def in_split(source: str, split: str) -> bool:
-    """For a source split: whether a sample of `source` is in it."""
-    if split == "cross-source":
-        return is_cross_source_held_out(source)
-    return in_source(source, split.removeprefix("holdout:"))
-
-
 def scene_in_dev(image: Path, csv_path: Path) -> bool:
     """The project's held-out scenes: the two Romanian dev videos, openlpr's val photos (and the eval
     sets made of them)."""
@@ -89,19 +75,6 @@ def _split_scenes(scenes: list[SceneSample], split: str, path: Path) -> list[Sce
     else:
         keep = scenes if split == "train" else []
     return keep
-
-
-def check_split(split: str, sources: set[str]) -> None:
-    """A holdout split must name a source of the set: one clear line listing those it has."""
-    if split in SPLITS[:4]:
-        return
-    if not split.startswith("holdout:") or not split.removeprefix("holdout:"):
-        raise UserError(f"--split {split}: valid: {', '.join(SPLITS)}")
-    wanted = split.removeprefix("holdout:")
-    if not any(in_source(s, wanted) for s in sources):
-        names = sorted(sources | {s.split("/")[0] for s in sources})
-        shown = ", ".join(names[:40]) + (f" and {len(names) - 40} more" if len(names) > 40 else "")
-        raise UserError(f"--split {split}: no sample of this set is from {wanted!r}; its sources: {shown}")
 
 
 Read = TypeVar("Read", PlateText, PlateRead)
@@ -220,6 +193,7 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
     """`formats`: the reads go through a camera's formats (the rejected ones are not published);
     `dev_of`: also give the figure on the scenes it calls dev (see _dev_part)."""
     boxes = found = small = small_found = fps = texts = exact = dets_total = stray_reads = with_read = 0
+    misreads = 0
     rejected = 0
     by_source: list[Outcome] = []
     dev_rows: list[Outcome] = []
@@ -258,6 +232,7 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
                 on_plate = [r for r in reads if iou(gt, r.box) > IOU_MIN]
                 right = any(r.text == b.text for r in on_plate)
                 exact += right
+                misreads += bool(on_plate) and not right
                 if not right:  # what was read there, if anything: a miss, a misread or a read under the floor
                     errors.append({"image": str(s.image), "truth": b.text, "found": bool(hits),
                                    "read": on_plate[0].text if on_plate else None})
@@ -279,6 +254,8 @@ def eval_scenes(rec: Recognizer, scenes: list[SceneSample], shrink_to: float | N
         "recall_small": small_found / max(1, small) if small else None,
         "labelled_texts": texts,
         "exact_match": exact / texts if texts else None,
+        # Labelled plates the unit published a wrong text for (the published false reads, with stray_reads).
+        "misreads": misreads,
         # The unit's own verdict on what is a plate: the detector's boxes that the reader reads
         # above its floor. Against stray_reads_per_image, the recall and false positives of what is
         # published, not of every box the detector proposes.

@@ -97,14 +97,14 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
               "--scene-crops", "--us-repeat", "2", "--teacher", str(TEACHER),
               "--read-by-eye", str(LABELS / "scene_plates_read_by_eye.csv"), str(LABELS / "crops_read_by_eye.csv"),
               "--frame-with", str(REPO / "models"), "--frame-share", "0.5", "--ema", "0.998",
-              "--export", str(models / "plate_ocr.onnx"))
+              "--hold-out", "cross-source", "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "scene crops" in r.stdout and any((tmp_path / "ocr" / "scene_crops").glob("*.png"))
     assert "read by eye: " in r.stdout and "(moving average)" in r.stdout
     assert json.loads((tmp_path / "ocr" / "run.json").read_text())["framing"]["share"] == 0.5
     detector_args = ["--init-onnx", str(REPO / "models" / "plate_detector.onnx"),
                      "--hard-negatives", str(REPO / "models" / "plate_detector.onnx"), "--hard-p", "0.2",
-                     "--far-share", "0.3", "--ema", "0.998"]
+                     "--far-share", "0.3", "--ema", "0.998", "--hold-out", "cross-source"]
     if TEACHER_DETECTOR.exists():
         detector_args += ["--teacher-detector", str(TEACHER_DETECTOR)]
     r = alprd("train", "detector", "--data", str(DATA), "--out", str(tmp_path / "det"), "--steps", "2",
@@ -113,13 +113,19 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "warm start from" in r.stdout
     assert json.loads((tmp_path / "det" / "run.json").read_text())["mined"]["hard_negatives"] > 0
+    # --hold-out: what each run left out is in its record, and the held-out sources are evaluated apart.
+    ocr_held = json.loads((tmp_path / "ocr" / "run.json").read_text())["hold_out"]
+    assert ocr_held["dropped"]["br_train"] > 0 and "openalpr_train_detector/CC" in ocr_held["dropped_by_source"]
+    assert "br_held_out" in json.loads((tmp_path / "ocr" / "run.json").read_text())["evals"][-1]
+    det_held = json.loads((tmp_path / "det" / "run.json").read_text())["hold_out"]
+    assert det_held["dropped_by_source"] == {"romania_dashcam/nightride_type3_001": det_held["evaluated"]}
     for name in ("ocr", "det"):
         record = json.loads((tmp_path / name / "run.json").read_text())
         assert record["evals"] and record["exported"]
     assert record_ocr_started_from_shipped(tmp_path / "ocr" / "run.json")
     # Resuming a finished run is a no-op that still exports.
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2", "--limit", "40",
-              "--synthetic", "16", "--workers", "1")
+              "--synthetic", "16", "--workers", "1", "--hold-out", "cross-source")
     assert r.returncode == 0 and "resumed at step 2" in r.stdout
     sess = ort.InferenceSession(str(models / "plate_ocr.onnx"))
     probs = sess.run(None, {"image": np.zeros((3, 1, 64, 128), np.float32)})[0]

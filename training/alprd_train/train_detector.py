@@ -29,6 +29,7 @@ from alprd_train.common import (
     take_step,
     warm_start,
 )
+from alprd_train.hold_out import HoldOut, add_hold_out_argument, data_sources, same_hold_out
 from alprd_train.nets import PlateDetectorExport, PlateDetectorNet
 from alprd_train.scene_mining import mine
 
@@ -211,6 +212,25 @@ def evaluate(net: PlateDetectorNet, scenes, input_w: int, threshold: float = 0.3
             "recall_small": small_found / max(small_total, 1), "boxes": total, "small_boxes": small_total}
 
 
+def training_scenes(data: Path, hold: HoldOut, limit: int = 0,
+                    rec: RunRecord | None = None) -> tuple[dict[str, list[SceneSample]], list[SceneSample]]:
+    """detection_splits less the held-out sources (at most `limit` training scenes), and those sources'
+    scenes, train and dev parts together; the counts go to `rec`."""
+    splits = detection_splits(data)
+    held: list[SceneSample] = []
+    for k in ("train", "dev"):
+        splits[k], out = hold.split(k, splits[k])
+        held += out
+    if limit:
+        splits["train"] = splits["train"][:limit]
+    if rec is not None:
+        rec.set("data", {k: len(v) for k, v in splits.items()})
+        if hold.split_name:
+            rec.set("hold_out", hold.record() | {"evaluated": len(held)})
+            print(f"held out ({hold.split_name}): {hold.record()['dropped']}", flush=True)
+    return splits, held
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="alprd train detector")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -239,16 +259,16 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"share of the other crops centred on a labelled plate shrunk to {FAR_PLATE_PX[0]:g}-"
                          f"{FAR_PLATE_PX[1]:g} px wide (a far plate at the 640-px input)")
     add_ema_argument(ap)
+    add_hold_out_argument(ap)
     args = ap.parse_args(argv)
     if not 0.0 <= args.far_share <= 1.0:
         raise UserError(f"--far-share {args.far_share}: give a share, 0..1")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    same_hold_out(args.out, args.hold_out)
     rec = RunRecord(args.out, "detector", {k: str(v) for k, v in vars(args).items()})
-    splits = detection_splits(args.data)
-    if args.limit:
-        splits["train"] = splits["train"][: args.limit]
-    rec.set("data", {k: len(v) for k, v in splits.items()})
+    splits, held_scenes = training_scenes(args.data, HoldOut(args.hold_out, data_sources(args.data)
+                                                             if args.hold_out else set()), args.limit, rec)
     t0 = time.time()
     train = [load_scene(s) for s in splits["train"]]
     negatives: list[tuple[int, tuple[float, ...]]] = []
@@ -267,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     dev_idx = dev_rng.permutation(len(splits["dev"]))[: args.eval_limit]
     dev = [load_scene(splits["dev"][i]) for i in sorted(dev_idx)]
     far = shrunk(dev, 50)
+    # The held-out sources' scenes, evaluated apart: the recall the checkpoint is also selected on.
+    held = [load_scene(s) for s in held_scenes[: args.eval_limit]]
     with Pool(args.workers) as pool:
         faces = pool.map(_render_face, range(2_000_000, 2_000_000 + args.faces), chunksize=32)
     print(f"loaded {len(train)} train, {len(dev)} dev scenes, {len(faces)} faces in {time.time() - t0:.0f}s", flush=True)
@@ -314,9 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         if step % args.eval_every == 0 or step == args.steps:
             metrics = evaluate(ema.kept, dev, args.input_width)
             metrics["recall_far50"] = evaluate(ema.kept, far, args.input_width)["recall"]
+            if held:
+                metrics["held_out"] = evaluate(ema.kept, held, args.input_width)
             rec.add_eval(step, metrics | ema.record())
             print(f"eval step {step}: {metrics}", flush=True)
-            score = metrics["recall"] + 0.5 * metrics["recall_far50"] - 0.05 * metrics["fp_per_image"]
+            recall = (metrics["recall"] + metrics["held_out"]["recall"]) / 2 if held else metrics["recall"]
+            score = recall + 0.5 * metrics["recall_far50"] - 0.05 * metrics["fp_per_image"]
             best = keep_checkpoints(args.out, score, best, step, metrics, net, opt, sched, ema)
             # Every evaluated checkpoint is kept (1.6 MB each): a full dev evaluation may prefer
             # another trade of recall against false positives than the score above.

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alprd.datasets import CropSample, SceneSample, detection_splits, ocr_splits, read_ocr_csv
+from alprd.datasets import CropSample, SceneSample, detection_splits, ocr_splits, read_ocr_csv, source_of
 from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, PAD, is_plate_text
 from alprd.recognition.preprocess import crop_plate, iou, ocr_input
@@ -31,6 +31,7 @@ from alprd_train.common import (
     take_step,
     warm_start,
 )
+from alprd_train.hold_out import HoldOut, add_hold_out_argument, data_sources, same_hold_out
 from alprd_train.nets import PlateOcrAttnNet, PlateOcrExport, PlateOcrNet
 
 H, W, SLOTS = 64, 128, MAX_PLATE_CHARS
@@ -220,12 +221,13 @@ def read_by_eye(csv_path: Path) -> dict[EyeKey, str]:
 
 
 def label_blank_crops(data: Path, csv_path: Path, by_eye: dict[EyeKey, str], teacher: Path | None,
-                      min_conf: float, limit: int = 0) -> list[CropSample]:
+                      min_conf: float, limit: int = 0, hold_out: HoldOut | None = None) -> list[CropSample]:
     """Text-less real crops: read by eye where the project has read them, else by the teacher where it
     is sure."""
     eye: list[CropSample] = []
     rest: list[CropSample] = []
-    for s in read_ocr_csv(csv_path)[: limit or None]:
+    blank = read_ocr_csv(csv_path)[: limit or None]
+    for s in hold_out.split("text_less_crops", blank)[0] if hold_out else blank:
         if text := by_eye.get(crop_key(data, s.image)):
             eye.append(CropSample(s.image, text, text))
         else:
@@ -235,7 +237,8 @@ def label_blank_crops(data: Path, csv_path: Path, by_eye: dict[EyeKey, str], tea
     return eye + (pseudo_label(teacher, rest, min_conf) if teacher else [])
 
 
-def scene_crops(data: Path, out: Path, limit: int = 0, by_eye: dict[EyeKey, str] | None = None) -> list[CropSample]:
+def scene_crops(data: Path, out: Path, limit: int = 0, by_eye: dict[EyeKey, str] | None = None,
+                hold_out: HoldOut | None = None) -> list[CropSample]:
     """Plates cut (with a margin, as the detector would) from the detector's training scenes, never
     its dev scenes: real plates of many countries, sizes and lights that the crop sets lack. Cut once
     and cached under <out>/scene_crops. A blank label takes its text from `by_eye` where that has one."""
@@ -243,7 +246,12 @@ def scene_crops(data: Path, out: Path, limit: int = 0, by_eye: dict[EyeKey, str]
     folder = out / "scene_crops"
     folder.mkdir(parents=True, exist_ok=True)
     crops: list[CropSample] = []
-    for si, scene in enumerate(detection_splits(data)["train"][: limit or None]):
+    scenes = detection_splits(data)["train"][: limit or None]
+    if hold_out:
+        hold_out.split("scene_crop_scenes", scenes)  # counted
+    for si, scene in enumerate(scenes):
+        if hold_out and not hold_out.keeps(source_of(scene.image)):
+            continue
         img = None
         for bi, b in enumerate(scene.boxes):
             w, h = b.x2 - b.x1, b.y2 - b.y1
@@ -311,6 +319,22 @@ def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
     return kept
 
 
+def labelled_crops(data: Path, hold: HoldOut, limit: int = 0) -> tuple[dict[str, list[CropSample]],
+                                                                        dict[str, list[CropSample]]]:
+    """The labelled crop sets of a run: ocr_splits less the held-out sources,
+    and those sources' crops, train and dev parts together, as evaluation sets of their own
+    (`us_held_out`, `br_held_out`) that select the checkpoint with the dev sets; at most `limit` in each."""
+    splits = ocr_splits(data)
+    held: dict[str, list[CropSample]] = {}
+    for k in list(splits):
+        splits[k], out = hold.split(k, splits[k])
+        held.setdefault(f"{k.split('_')[0]}_held_out", []).extend(out)
+    if limit:
+        splits = {k: v[:limit] for k, v in splits.items()}
+        held = {k: v[:limit] for k, v in held.items()}
+    return splits, {k: v for k, v in held.items() if v}
+
+
 def evaluate(net: nn.Module, samples: list[tuple[np.ndarray, str]]) -> float:
     if not samples:
         return float("nan")
@@ -370,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head", choices=HEADS, default="attn",
                     help="attn: slots read out by attention with one shared classifier (default, the "
                          "shipped reader since 0.4.0); slots: the fixed-slot reader of 0.3.0")
+    add_hold_out_argument(ap)
     args = ap.parse_args(argv)
     if not 0 <= args.frame_share <= 1:
         raise UserError(f"--frame-share {args.frame_share}: give a share of the labelled crops, 0..1")
@@ -378,11 +403,11 @@ def main(argv: list[str] | None = None) -> int:
                         "each 0..1 and together at most 1")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    same_hold_out(args.out, args.hold_out)
     rec = RunRecord(args.out, "ocr", {k: str(v) for k, v in vars(args).items()})
 
-    splits = ocr_splits(args.data)
-    if args.limit:
-        splits = {k: v[: args.limit] for k, v in splits.items()}
+    hold = HoldOut(args.hold_out, data_sources(args.data) if args.hold_out else set())
+    splits, held_out = labelled_crops(args.data, hold, args.limit)
     eye_boxes: dict[EyeKey, str] = {}
     eye_crops: dict[EyeKey, str] = {}
     for path in args.read_by_eye or []:
@@ -400,11 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     no_text = args.data / "openalpr_train_detector" / "crops_no_text.csv"
     if no_text.exists() and (args.teacher or eye_crops):
         pseudo = cached_labels(pseudo_csv, lambda: label_blank_crops(
-            args.data, no_text, eye_crops, args.teacher, args.teacher_min_conf, args.limit))
+            args.data, no_text, eye_crops, args.teacher, args.teacher_min_conf, args.limit, hold))
     scenes: list[CropSample] = []
     if args.scene_crops:
         def label_scene_crops() -> list[CropSample]:
-            cut = scene_crops(args.data, args.out, args.limit, eye_boxes)
+            cut = scene_crops(args.data, args.out, args.limit, eye_boxes, hold)
             kept = [c for c in cut if c.text and len(c.text) <= SLOTS]
             if args.teacher:
                 kept += pseudo_label(args.teacher, [c for c in cut if not c.text], args.teacher_min_conf, (4, SLOTS))
@@ -426,11 +451,16 @@ def main(argv: list[str] | None = None) -> int:
     framing = None
     if args.frame_with:
         scenes_limit = args.limit or FRAMING_SCENES
-        framing = detector_framing(args.frame_with, detection_splits(args.data)["train"][:scenes_limit],
-                                   args.out / "framing.npy")
+        framing_scenes = hold.split("framing_scenes", detection_splits(args.data)["train"][:scenes_limit])[0]
+        framing = detector_framing(args.frame_with, framing_scenes, args.out / "framing.npy")
         print(f"framing: {len(framing)} detector boxes around labelled plates", flush=True)
         rec.set("framing", {"models": str(args.frame_with), "boxes": len(framing), "share": args.frame_share})
-    dev = {k: [(load_image(s.image), s.text) for s in splits[k]] for k in ("us_dev", "br_dev")}
+    if hold.split_name:
+        # Cached pseudo-label lists hold what was left when they were made: a new --out per hold-out.
+        rec.set("hold_out", hold.record() | {"evaluated": {k: len(v) for k, v in held_out.items()}})
+        print(f"held out ({hold.split_name}): {hold.record()['dropped']}", flush=True)
+    dev = {k: [(load_image(s.image), s.text) for s in v]
+           for k, v in [("us_dev", splits["us_dev"]), ("br_dev", splits["br_dev"]), *held_out.items()]}
     t0 = time.time()
     syn_img, syn_txt = synthetic_bank(args.synthetic, args.out / "synthetic.npz", args.workers, args.us_varied,
                                       args.eu_road)

@@ -42,10 +42,7 @@ def build_camera(cfg: Config, cam: CameraConfig, recognizer: Recognizer, *, incl
             loaded[hl] = Hotlist(hl.path, hl.max_edits, hl.confusables, hl.reload_check_s)
         hotlist = loaded[hl]
     gate = MotionGate(live=live, max_lag_ms=cam.max_lag_ms, newest=newest)
-    # Plates are read in the pipeline, in frame order, where settled tracks can be skipped.
-    defer = tracking.enabled and tracking.settle_reads > 0
-    region = RegionRecognizer(recognizer, gate, cam.roi, defer_ocr=defer)
+    region = RegionRecognizer(recognizer, gate, cam.roi)
     pipeline = CameraPipeline(cam.id, wrap(region) if wrap is not None else region, cfg.unit_id,  # type: ignore[arg-type]
-                              include_crop, tracking, formats, hotlist, live=live, gate=gate, location=location,
-                              read_in_order=defer)
+                              include_crop, tracking, formats, hotlist, live=live, gate=gate, location=location)
     return CameraWiring(gate, region, pipeline, location)

@@ -228,12 +228,8 @@ class RegionRecognizer:
     """A camera's view of the shared Recognizer: detects only in the regions the gate found for a
     frame, and drops plates whose centre lies outside the camera's ROI."""
 
-    def __init__(self, base: Recognizer, gate: MotionGate | None = None, roi: tuple[tuple[float, ...], ...] = (),
-                 defer_ocr: bool = False):
+    def __init__(self, base: Recognizer, gate: MotionGate | None = None, roi: tuple[tuple[float, ...], ...] = ()):
         self.base, self.gate, self.roi = base, gate, roi
-        # The pipeline reads the plates itself, in frame order, where it knows which tracks are
-        # settled (alprd/tracking/settle.py): detection only here.
-        self.defer_ocr = defer_ocr
         self._poly: dict[tuple[int, int], np.ndarray | None] = {}
 
     def __getattr__(self, name: str) -> Any:
@@ -252,7 +248,7 @@ class RegionRecognizer:
 
     def analyse_in(self, frame: np.ndarray, regions: tuple[Box, ...] | None,
                    timings: Timings | None = None) -> tuple[list[Detection], list[PlateRead]]:
-        dets, reads = self.base.analyse(frame, timings, regions=regions, read=not self.defer_ocr)
+        dets, reads = self.base.analyse(frame, timings, regions=regions)
         if self.roi:
             h, w = frame.shape[:2]
             if (w, h) not in self._poly:

@@ -25,13 +25,11 @@ from alprd.gps.provider import LocationProvider
 from alprd.hotlist.hotlist import Hotlist, HotlistMatch, canonical
 from alprd.motion import MotionGate
 from alprd.publish.payload import iso_ms, read_payload, uuid7
-from alprd.recognition.base import Detection, PlateRead
+from alprd.recognition.base import PlateRead
 from alprd.recognition.preprocess import crop_plate
 from alprd.recognition.recognizer import Recognizer
-from alprd.tracking.settle import SettleRule, is_settled, settled_track_of
 from alprd.tracking.tracker import Track, Tracker
 from alprd.tracking.vote import Observation, Vote, observation_weight, vote
-from alprd.tracking.windows import cut_by_window, full_frame, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +68,6 @@ class _Analysed:
     frame: Frame
     reads: list[tuple[PlateRead, float, np.ndarray | None]]  # read, sharpness, crop (if kept)
     boxes: list[tuple[int, int, int, int]]  # every detection, read or not: keeps tracks alive
-    unread: list[Detection] | None = None  # read_in_order: detections for _consume to read (or skip)
-    windowed: bool = False  # not detected yet: _consume detects in windows around the open tracks
 
 
 def _sharpness(crop: np.ndarray) -> float:
@@ -85,8 +81,7 @@ class CameraPipeline:
     def __init__(self, camera: str, recognizer: Recognizer, unit_id: str, include_crop: bool = False,
                  tracking: TrackingConfig | None = None, formats: FormatsConfig | None = None,
                  hotlist: Hotlist | None = None, live: bool = False,
-                 gate: MotionGate | None = None, location: LocationProvider | None = None,
-                 read_in_order: bool = False):
+                 gate: MotionGate | None = None, location: LocationProvider | None = None):
         self.camera = camera
         self.recognizer = recognizer
         self.unit_id = unit_id
@@ -100,13 +95,6 @@ class CameraPipeline:
         self.gate = gate  # motion/ROI gate (alprd/motion.py): static and late frames are not analysed
         self.location = location  # GPS or fixed position (alprd/gps): a `gps` object on every read
         self.tracker = Tracker(self.tracking.min_iou)
-        # read_in_order: the recognizer only detects (RegionRecognizer.defer_ocr); plates are read in
-        # _consume, in frame order, where the tracks are known, so a settled track is not read again.
-        self.read_in_order = read_in_order and self.tracking.enabled
-        tk = self.tracking
-        self.settle = SettleRule(tk.settle_reads, tk.settle_min_confidence, tk.settle_min_share, tk.reread_growth,
-                                 tk.update_min_gain if tk.update == "on_change" else 0.0)
-        self.full_every = tk.full_frame_every if self.read_in_order else 1
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         # Reorder buffer: frame indices in the order the feeder admitted them, and finished analyses.
@@ -164,47 +152,13 @@ class CameraPipeline:
                     out = []
         return self._locate(out)
 
-    def detects_ahead(self, frame: Frame) -> bool:
-        """Whether `frame` is detected by the analysis workers (the whole frame, or the motion
-        gate's regions); False: in windows around the tracks, in frame order (alprd/tracking/windows.py)."""
-        return full_frame(frame.index, self.full_every)
-
     def _analyse(self, frame: Frame) -> _Analysed:
-        if not self.detects_ahead(frame):
-            return _Analysed(frame, [], [], [], windowed=True)
         dets, reads = self.recognizer.analyse(frame.image)
-        if self.read_in_order:
-            return _Analysed(frame, [], [d.box for d in dets], list(dets))
-        return _Analysed(frame, self._kept(frame, reads), [d.box for d in dets])
-
-    def _kept(self, frame: Frame, reads: list[PlateRead]) -> list[tuple[PlateRead, float, np.ndarray | None]]:
         kept = []
         for r in map(self.formats.fitted, reads):  # each frame's read fitted to the camera's layouts before the vote
             crop = crop_plate(frame.image, r.box)
             kept.append((r, _sharpness(crop), crop if self.include_crop else None))
-        return kept
-
-    def _read_unsettled(self, a: _Analysed) -> _Analysed:
-        """`a` with its detections read, less those that continue a settled track whose plate has
-        not grown (alprd/tracking/settle.py): those stay detections, which keep the track alive."""
-        ts = a.frame.timestamp_ms
-        if a.windowed:
-            h, w = a.frame.image.shape[:2]
-            windows = plan_windows(self.tracker.tracks, ts, w, h)
-            self.counts["detect_windowed" if windows else "detect_skipped" if windows == () else "detect_full"] += 1
-            found = self.recognizer.analyse_in(a.frame.image, windows)[0] if windows != () else []
-            if windows:
-                cut = [d for d in found if cut_by_window(d.box, windows, w, h)]
-                self.counts["detect_cut"] += len(cut)  # a piece of a plate: not read, not tracked
-                found = [d for d in found if d not in cut]
-            a = _Analysed(a.frame, [], [d.box for d in found], list(found))
-        dets = a.unread or []
-        size = (a.frame.image.shape[1], a.frame.image.shape[0])
-        to_read = [d for d in dets if settled_track_of(d.box, self.tracker.tracks, ts, self.settle, size) is None]
-        self.counts["ocr_skipped"] += len(dets) - len(to_read)
-        self.counts["ocr_read"] += len(to_read)
-        reads = self.recognizer.read_detections(a.frame.image, to_read) if to_read else []
-        return _Analysed(a.frame, self._kept(a.frame, reads), a.boxes)
+        return _Analysed(frame, kept, [d.box for d in dets])
 
     def _release(self) -> list[Outbound]:
         out: list[Outbound] = []
@@ -225,9 +179,9 @@ class CameraPipeline:
         frame = a.frame
         self._last_shape = frame.image.shape
         self._now_ms = frame.timestamp_ms
+        self.counts["frame_reads"] += len(a.reads)
         out: list[Outbound] = []
         if not self.tracking.enabled:
-            self.counts["frame_reads"] += len(a.reads)
             for r, sharp, crop in a.reads:
                 obs = self._observation(r, sharp, frame)
                 t = Track(0, r.box, frame.index, frame.timestamp_ms, frame.index, frame.timestamp_ms)
@@ -237,9 +191,6 @@ class CameraPipeline:
             return out
         out += self._end(self.tracker.expire(frame.index, frame.timestamp_ms, self.tracking.max_missed_s,
                                              self.tracking.max_missed_frames, self.tracking.parked_missed_s))
-        if a.unread is not None:
-            a = self._read_unsettled(a)
-        self.counts["frame_reads"] += len(a.reads)
         by_box = {r.box: (r, sharp, crop) for r, sharp, crop in a.reads}
         boxes = _distinct([r.box for r, _, _ in a.reads] + list(a.boxes))
         texts = [by_box[b][0].text if b in by_box else None for b in boxes]
@@ -260,9 +211,6 @@ class CameraPipeline:
                 out += self._maybe_first(t, obs, crop)
             elif self.hotlist and not t.hit_plates:
                 out += self._late_hit(t, obs, crop)
-            t.read_width = r.box[2] - r.box[0]
-            if self.read_in_order:
-                t.settled = is_settled(vote(t.observations), bool(t.read_id), self.settle, t.first_confidence)
         return out
 
     def _observation(self, r: PlateRead, sharp: float, frame: Frame) -> Observation:

@@ -233,7 +233,7 @@ def run_bench(video: Path, cfg: Config | None = None, camera: str | None = None,
         pending: deque[Frame] = deque()
         ahead = 2 * timed.workers
         for f in frames:
-            if (f.motion is None or f.motion.run) and pipeline.detects_ahead(f):  # else windows, in order
+            if f.motion is None or f.motion.run:
                 timed.submit(f)
             pending.append(f)
             if len(pending) > ahead:
@@ -272,14 +272,12 @@ def run_bench(video: Path, cfg: Config | None = None, camera: str | None = None,
                 res.stages["ocr"].append(tm.ocr_ms)
                 # What the pipeline itself spent (tracking, payloads), not the wait for recognition.
                 res.stages["track_publish"].append(max(0.0, (t1 - t0) * 1000 - waited))
-            # Analysed: by the read-ahead (tm), or in the pipeline, in windows around the tracks.
-            analysed = tm is not None or ((m is None or m.run) and not pipeline.detects_ahead(frame))
-            if thumbnails and analysed:
-                ring[frame.index] = _small(frame.image, RING_WIDTH)
-                while len(ring) > RING_FRAMES:
-                    del ring[next(iter(ring))]  # the oldest: frames are added in order
+                if thumbnails:
+                    ring[frame.index] = _small(frame.image, RING_WIDTH)
+                    while len(ring) > RING_FRAMES:
+                        del ring[next(iter(ring))]  # the oldest: frames are added in order
             res.records.append(FrameRecord(frame.index, frame.video_ms or 0, m.reason if m else "off",
-                                           m.regions if m else None, analysed))
+                                           m.regions if m else None, tm is not None))
             observe_tracks(pipeline, res.observations)
             collect(out)
             res.frames += 1

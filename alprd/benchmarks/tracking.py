@@ -38,14 +38,14 @@ def run(video: Path, truth: list[Vehicle], recognizer: Recognizer, tracking: Tra
     cam = CameraConfig(id="cam", source=str(video), tracking=tracking, formats=formats)
     pipe = build_camera(Config(unit_id="bench", cameras=(cam,)), cam, recognizer, include_crop=False, location=None).pipeline
     frame_reads: list[tuple[int, str, tuple[int, ...]]] = []
-    kept = pipe._kept
+    analyse = pipe._analyse
 
-    def spy(frame: Frame, reads):  # the same reads the pipeline tracks (settled tracks' skipped ones not), counted per frame
-        k = kept(frame, reads)
-        frame_reads.extend((frame.index, r.text, r.box) for r, _, _ in k)
-        return k
+    def spy(frame: Frame):  # the same analyses the pipeline tracks, also counted per frame
+        a = analyse(frame)
+        frame_reads.extend((frame.index, r.text, r.box) for r, _, _ in a.reads)
+        return a
 
-    pipe._kept = spy  # type: ignore[method-assign]
+    pipe._analyse = spy  # type: ignore[method-assign]
     out: list[Outbound] = []
     cap = cv2.VideoCapture(str(video))
     rng = random.Random(drop_seed)
@@ -128,10 +128,6 @@ def add_scene_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=3)
 
 
-def settings(args: argparse.Namespace) -> TrackingConfig:
-    return TrackingConfig(repeat_window_s=args.repeat_window, settle_reads=args.settle_reads)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_scene_args(ap)
@@ -141,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drop", default="0", help="share of frames skipped at random (a live camera on a busy unit)")
     ap.add_argument("--repeat-window", type=float, default=TrackingConfig.repeat_window_s,
                     help="tracking.repeat_window_s (0: every track is a pass of its own)")
-    ap.add_argument("--settle-reads", type=int, default=TrackingConfig.settle_reads,
-                    help="tracking.settle_reads (0: read every plate of every frame)")
     ap.add_argument("--json", action="store_true", help="print the full result as JSON")
     ap.add_argument("--sweep", default="", help="comma-separated seeds: one summary line per seed and "
                     "--drop value (comma-separated too), then totals")
@@ -159,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                                     fps=args.fps, seed=args.seed, parked=args.parked, fast=args.fast,
                                     layouts=tuple(args.layouts.split(",")) if args.layouts else None)
         rec = Recognizer.from_config(dataclasses.replace(ModelsConfig(), dir=args.models))
-        res = run(video, truth, rec, tracking=settings(args), fps=args.fps,
+        res = run(video, truth, rec, tracking=TrackingConfig(repeat_window_s=args.repeat_window), fps=args.fps,
                   drop=float(args.drop), drop_seed=args.seed)
     if args.json:
         print(json.dumps(res, indent=1))
@@ -190,7 +184,7 @@ def sweep(args: argparse.Namespace) -> int:
                                         fps=args.fps, seed=seed, parked=args.parked, fast=args.fast,
                                         layouts=tuple(args.layouts.split(",")) if args.layouts else None)
             for drop in (float(x) for x in str(args.drop).split(",")):
-                r = run(video, truth, rec, tracking=settings(args), fps=args.fps,
+                r = run(video, truth, rec, tracking=TrackingConfig(repeat_window_s=args.repeat_window), fps=args.fps,
                         drop=drop, drop_seed=seed)
                 dups = [v["plate"] for v in r["per_vehicle"] if v["events"] > 1]
                 missed = [v["plate"] for v in r["per_vehicle"] if v["events"] == 0 and v["frame_reads"] >= 2]

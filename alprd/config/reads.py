@@ -31,17 +31,6 @@ class TrackingConfig:
     # is that pass, not a new one (a track broken by occlusion, a missed stretch, a parked car);
     # it gets no event of its own. 0: off.
     repeat_window_s: float = 10.0
-    # OCR is skipped on a track whose vote is settled (alprd/tracking/settle.py): the voted text read
-    # this many times alike (0: read every plate every frame), its weakest position at least
-    # settle_min_confidence, those reads at least settle_min_share of the track's; re-read once the
-    # box is reread_growth times as wide as at the last read.
-    settle_reads: int = 3
-    settle_min_confidence: float = 0.9
-    settle_min_share: float = 0.8
-    reread_growth: float = 1.3
-    # With settle_reads on: the whole frame is detected every this many frames, the frames between
-    # only in windows around the open tracks (alprd/tracking/windows.py). 1: every frame whole.
-    full_frame_every: int = 3
 
     def validate(self, where: str) -> None:
         if self.max_missed_s <= 0 or self.max_missed_frames < 0:
@@ -49,14 +38,7 @@ class TrackingConfig:
                               f"0 or more frames, got {self.max_missed_s} / {self.max_missed_frames}")
         if self.first_read_min_frames < 1:
             raise ConfigError(f"{where}.first_read_min_frames: {self.first_read_min_frames} must be at least 1")
-        if self.settle_reads < 0:
-            raise ConfigError(f"{where}.settle_reads: {self.settle_reads} must be 0 (off) or more reads")
-        if self.full_frame_every < 1:
-            raise ConfigError(f"{where}.full_frame_every: {self.full_frame_every} must be at least 1 (frames)")
-        if self.reread_growth < 1.0:
-            raise ConfigError(f"{where}.reread_growth: {self.reread_growth} must be at least 1 (times the width)")
-        for key in ("min_iou", "first_read_min_confidence", "end_read_min_confidence", "update_min_gain",
-                    "settle_min_confidence", "settle_min_share"):
+        for key in ("min_iou", "first_read_min_confidence", "end_read_min_confidence", "update_min_gain"):
             v = getattr(self, key)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"{where}.{key}: {v} must be between 0 and 1")

@@ -79,14 +79,6 @@ class TimedRecognizer:
         detect0, ocr0 = t.detect_ms, t.ocr_ms
         out = self._base.analyse(frame, t, **kwargs)
         self._metrics.observe("detect", (t.detect_ms - detect0) / 1000)
-        if kwargs.get("read", True):  # read=False: the pipeline reads the plates later (read_detections)
-            self._metrics.observe("ocr", (t.ocr_ms - ocr0) / 1000)
-        return out
-
-    def read_detections(self, frame: Any, dets: Any, timings: Timings | None = None) -> Any:
-        t = timings if timings is not None else Timings()
-        ocr0 = t.ocr_ms
-        out = self._base.read_detections(frame, dets, t)
         self._metrics.observe("ocr", (t.ocr_ms - ocr0) / 1000)
         return out
 

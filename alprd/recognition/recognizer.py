@@ -110,37 +110,28 @@ class Recognizer:
         return self.analyse(frame, timings)[1]
 
     def analyse(self, frame: np.ndarray, timings: Timings | None = None,
-                regions: tuple[tuple[int, int, int, int], ...] | None = None,
-                read: bool = True) -> tuple[list[Detection], list[PlateRead]]:
+                regions: tuple[tuple[int, int, int, int], ...] | None = None) -> tuple[list[Detection], list[PlateRead]]:
         """All detections, and the confident reads among them. `regions` (frame pixels) limits
         detection to those parts of the frame (motion gating); None means the whole frame. The
-        plates of all regions are read in one OCR batch. `read=False`: detections only (the
-        pipeline reads them later, see read_detections)."""
+        plates of all regions are read in one OCR batch."""
         t0 = time.perf_counter()
         if regions is None:
             dets = self.detector.detect(frame)
         else:
             found = [d for r in regions for d in self.detector.detect(frame, r)]  # type: ignore[call-arg]
             dets = _dedupe(sorted(found, key=lambda d: -d.confidence))
-        if timings is not None:
-            timings.detect_ms += (time.perf_counter() - t0) * 1000
-        if not read:
-            return dets, []
-        return dets, self.read_detections(frame, dets, timings)
-
-    def read_detections(self, frame: np.ndarray, dets: Sequence[Detection],
-                        timings: Timings | None = None) -> list[PlateRead]:
-        """The confident reads of these detections, most confident first."""
         t1 = time.perf_counter()
-        texts = self.read_boxes(frame, [d.box for d in dets], timings) if dets else []
+        texts = self.read_boxes(frame, [d.box for d in dets], timings)
+        t2 = time.perf_counter()
         if timings is not None:
-            timings.ocr_ms += (time.perf_counter() - t1) * 1000
+            timings.detect_ms += (t1 - t0) * 1000
+            timings.ocr_ms += (t2 - t1) * 1000
         reads = [
             PlateRead(t.text, t.confidence, t.char_confidences, d.box, d.confidence, t.slots)
             for d, t in zip(dets, texts)
             if t.confidence >= self.min_confidence and len(t.text) >= self.min_chars
         ]
-        return sorted(reads, key=lambda r: -r.confidence)
+        return dets, sorted(reads, key=lambda r: -r.confidence)
 
     def read_boxes(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]],
                    timings: Timings | None = None) -> list[PlateText]:

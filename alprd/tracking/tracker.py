@@ -33,9 +33,6 @@ class Track:
     best_crop: object = None
     best_score: float = -1.0
     origin: Box = (0, 0, 0, 0)
-    # Reading state, kept by the pipeline (alprd/tracking/settle.py).
-    settled: bool = False  # the vote is beyond doubt: OCR is skipped until the plate grows
-    read_width: int = 0  # the box's width at the track's last read
 
     def __post_init__(self) -> None:
         self.origin = self.box

@@ -33,15 +33,11 @@ class TwoPlates(Recognizer):
     def model_versions(self) -> dict[str, str]:
         return {"detector": "two@1", "ocr": "two@1"}
 
-    PLATES = {LEFT_PLATE: "ABC1234", RIGHT_PLATE: "XYZ9876"}
-
-    def analyse(self, frame, timings=None, regions=None, read=True):
+    def analyse(self, frame, timings=None, regions=None):
         self.asked.append(regions)
-        dets = [Detection(b, 0.9) for b in self.PLATES]
-        return dets, self.read_detections(frame, dets) if read else []
-
-    def read_detections(self, frame, dets, timings=None):
-        return [PlateRead(self.PLATES[d.box], 0.95, (0.95,) * 7, d.box, 0.9) for d in dets]
+        plates = [("ABC1234", LEFT_PLATE), ("XYZ9876", RIGHT_PLATE)]
+        return ([Detection(b, 0.9) for _, b in plates],
+                [PlateRead(t, 0.95, (0.95,) * len(t), b, 0.9) for t, b in plates])
 
 
 def frame(i: int, motion: Motion | None = None, timestamp_ms: int | None = None) -> Frame:

@@ -28,7 +28,7 @@ from alprd.publish.payload import iso_ms, read_payload, uuid7
 from alprd.recognition.base import PlateRead
 from alprd.recognition.preprocess import crop_plate
 from alprd.recognition.recognizer import Recognizer
-from alprd.tracking.plan import TrackView, WorkPlanner, is_settled
+from alprd.tracking.plan import YOUNG_FRAMES, TrackView, WorkPlanner, is_settled
 from alprd.tracking.tracker import Track, Tracker
 from alprd.tracking.vote import Observation, Vote, observation_weight, vote
 
@@ -199,7 +199,8 @@ class CameraPipeline:
                                      tc.settle_confidence, tc.settle_share)
                 self._settled[t.id] = cached = (*key, settled)
             widest = max((o.box[2] - o.box[0] for o in t.observations), default=t.box[2] - t.box[0])
-            views.append(TrackView(t.box, t.velocity, t.last_ms, t.stationary(), cached[2], widest))
+            views.append(TrackView(t.box, t.velocity, t.last_ms, t.stationary(), cached[2], widest,
+                                   t.frames < YOUNG_FRAMES))
         if len(self._settled) > 4 * len(self.tracker.tracks) + 64:  # forget ended tracks
             open_ids = {t.id for t in self.tracker.tracks}
             self._settled = {k: v for k, v in self._settled.items() if k in open_ids}

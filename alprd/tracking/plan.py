@@ -26,6 +26,9 @@ from alprd.tracking.vote import Observation, vote
 
 FULL_FRAME_SHARE = 0.6  # windows covering more than this of the frame: detect on all of it
 WAIT_S = 2.0  # longest a worker waits for the frame its plan comes from (then: the whole frame)
+# A track seen in fewer frames than this has no velocity worth the name yet (a plate entering the
+# frame, a fast car's second sighting): its window is twice as wide, as the tracker's reach is.
+YOUNG_FRAMES = 3
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class TrackView:
     last_ms: int
     stationary: bool
     settled: bool
-    read_width: int  # plate width at the track's last read
+    read_width: int  # plate width at its widest read
+    young: bool = False  # seen in fewer than YOUNG_FRAMES frames: its velocity is still a guess
 
     def predict(self, ts_ms: int) -> tuple[float, float, float, float]:
         """Constant velocity, as Track.predict (half a second at most)."""
@@ -113,7 +117,7 @@ def plan(index: int, ts_ms: int, views: list[TrackView] | None, w: int, h: int, 
     if views is None or index % full_frame_interval(views, every, every_settled) == 0:
         return FULL
     predicted = [v.predict(ts_ms) for v in views]
-    wins = merge([window(p, margin, w, h) for p in predicted])
+    wins = merge([window(p, margin * (2 if v.young else 1), w, h) for p, v in zip(predicted, views)])
     if sum((r[2] - r[0]) * (r[3] - r[1]) for r in wins) > FULL_FRAME_SHARE * w * h:
         return FULL
     settled = tuple((tuple(int(round(c)) for c in p), v.read_width)

@@ -76,6 +76,12 @@ def test_windows_follow_the_prediction_and_merge():
     assert window((0.0, 0.0, 100.0, 40.0), 1.0, 150, 100) == (0, 0, 150, 100)  # clipped to the frame
 
 
+def test_a_young_track_gets_a_wider_window():
+    young = TrackView((1000, 500, 1100, 540), (0.0, 0.0, 0.0, 0.0), 0, False, False, 100, young=True)
+    p = plan(1, 33, [young], 1920, 1080, every=3, every_settled=12, margin=1.0)
+    assert p.windows == ((800, 300, 1301, 741),)  # two plate widths each side: its velocity is a guess
+
+
 def test_windows_covering_most_of_the_frame_mean_the_whole_frame():
     big = [view((0, 0, 500, 300), settled=False), view((600, 500, 1100, 800), settled=False)]
     assert plan(1, 0, big, 1280, 720, every=3, every_settled=12, margin=1.0) is FULL

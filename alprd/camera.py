@@ -15,6 +15,7 @@ from alprd.hotlist.hotlist import Hotlist
 from alprd.motion import MotionGate, RegionRecognizer
 from alprd.pipeline import CameraPipeline
 from alprd.recognition.recognizer import Recognizer
+from alprd.tracking.plan import WorkPlanner
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,13 @@ def build_camera(cfg: Config, cam: CameraConfig, recognizer: Recognizer, *, incl
             loaded[hl] = Hotlist(hl.path, hl.max_edits, hl.confusables, hl.reload_check_s)
         hotlist = loaded[hl]
     gate = MotionGate(live=live, max_lag_ms=cam.max_lag_ms, newest=newest)
-    region = RegionRecognizer(recognizer, gate, cam.roi)
+    planner = None
+    if tracking.enabled and tracking.follow:  # without tracks there is nothing to follow
+        planner = WorkPlanner(lag=tracking.follow_lag_frames, every=tracking.full_frame_every,
+                              every_settled=tracking.full_frame_every_settled, margin=tracking.window_margin,
+                              growth=tracking.reread_growth)
+    region = RegionRecognizer(recognizer, gate, cam.roi, planner)
     pipeline = CameraPipeline(cam.id, wrap(region) if wrap is not None else region, cfg.unit_id,  # type: ignore[arg-type]
-                              include_crop, tracking, formats, hotlist, live=live, gate=gate, location=location)
+                              include_crop, tracking, formats, hotlist, live=live, gate=gate, location=location,
+                              planner=planner)
     return CameraWiring(gate, region, pipeline, location)

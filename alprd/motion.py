@@ -26,6 +26,7 @@ from alprd.geometry import Box, Frame, Motion
 if TYPE_CHECKING:
     from alprd.recognition.base import Detection, PlateRead
     from alprd.recognition.recognizer import Recognizer, Timings
+    from alprd.tracking.plan import WorkPlanner
 
 SMALL_WIDTH = 240  # width of the frame the motion test looks at
 GLOBAL_CHANGE = 0.5  # more than this fraction of the ROI changed: lighting, not traffic
@@ -226,10 +227,13 @@ class MotionGate:
 
 class RegionRecognizer:
     """A camera's view of the shared Recognizer: detects only in the regions the gate found for a
-    frame, and drops plates whose centre lies outside the camera's ROI."""
+    frame (or, given the frame and a planner, only around the camera's open tracks on the frames
+    between whole-frame passes, without reading settled plates), and drops plates whose centre lies
+    outside the camera's ROI."""
 
-    def __init__(self, base: Recognizer, gate: MotionGate | None = None, roi: tuple[tuple[float, ...], ...] = ()):
-        self.base, self.gate, self.roi = base, gate, roi
+    def __init__(self, base: Recognizer, gate: MotionGate | None = None, roi: tuple[tuple[float, ...], ...] = (),
+                 planner: WorkPlanner | None = None):
+        self.base, self.gate, self.roi, self.planner = base, gate, roi, planner
         self._poly: dict[tuple[int, int], np.ndarray | None] = {}
 
     def __getattr__(self, name: str) -> Any:
@@ -242,13 +246,28 @@ class RegionRecognizer:
     def recognize(self, frame: np.ndarray, timings: Timings | None = None) -> list[PlateRead]:
         return self.analyse(frame, timings)[1]
 
-    def analyse(self, frame: np.ndarray, timings: Timings | None = None) -> tuple[list[Detection], list[PlateRead]]:
+    @property
+    def plans(self) -> bool:
+        """The pipeline passes the frame itself (`at`): its index and time are what a plan needs."""
+        return self.planner is not None
+
+    def analyse(self, frame: np.ndarray, timings: Timings | None = None,
+                at: Frame | None = None) -> tuple[list[Detection], list[PlateRead]]:
         regions = self.gate.regions_for(frame) if self.gate is not None else None
-        return self.analyse_in(frame, regions, timings)
+        return self.analyse_in(frame, regions, timings, at)
 
     def analyse_in(self, frame: np.ndarray, regions: tuple[Box, ...] | None,
-                   timings: Timings | None = None) -> tuple[list[Detection], list[PlateRead]]:
-        dets, reads = self.base.analyse(frame, timings, regions=regions)
+                   timings: Timings | None = None, at: Frame | None = None) -> tuple[list[Detection], list[PlateRead]]:
+        skip = None
+        if self.planner is not None and at is not None:
+            p = self.planner.plan_for(at)
+            if not p.full:
+                if not p.windows:
+                    return [], []  # nothing open, and not a whole-frame pass: nothing to look for
+                regions = p.windows
+            skip = self.planner.skipper(p)
+        extra = {"skip": skip} if skip is not None else {}
+        dets, reads = self.base.analyse(frame, timings, regions=regions, **extra)
         if self.roi:
             h, w = frame.shape[:2]
             if (w, h) not in self._poly:

@@ -28,6 +28,7 @@ from alprd.publish.payload import iso_ms, read_payload, uuid7
 from alprd.recognition.base import PlateRead
 from alprd.recognition.preprocess import crop_plate
 from alprd.recognition.recognizer import Recognizer
+from alprd.tracking.plan import YOUNG_FRAMES, TrackView, WorkPlanner, is_settled
 from alprd.tracking.tracker import Track, Tracker
 from alprd.tracking.vote import Observation, Vote, observation_weight, vote
 
@@ -81,7 +82,8 @@ class CameraPipeline:
     def __init__(self, camera: str, recognizer: Recognizer, unit_id: str, include_crop: bool = False,
                  tracking: TrackingConfig | None = None, formats: FormatsConfig | None = None,
                  hotlist: Hotlist | None = None, live: bool = False,
-                 gate: MotionGate | None = None, location: LocationProvider | None = None):
+                 gate: MotionGate | None = None, location: LocationProvider | None = None,
+                 planner: WorkPlanner | None = None):
         self.camera = camera
         self.recognizer = recognizer
         self.unit_id = unit_id
@@ -94,6 +96,8 @@ class CameraPipeline:
         self.live = live
         self.gate = gate  # motion/ROI gate (alprd/motion.py): static and late frames are not analysed
         self.location = location  # GPS or fixed position (alprd/gps): a `gps` object on every read
+        self.planner = planner  # detection and reading that follow the open tracks (alprd/tracking/plan.py)
+        self._settled: dict[int, tuple[int, int, bool]] = {}  # track id -> (reads, last read frame, settled)
         self.tracker = Tracker(self.tracking.min_iou)
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -127,6 +131,8 @@ class CameraPipeline:
         with self._lock:
             if frame.index in self._admitted_set:
                 self._done[frame.index] = None
+            else:
+                self._note(frame.index)  # consumed as it comes (not admitted): nothing changed
             return self._locate(self._release())
 
     def process(self, frame: Frame) -> list[Outbound]:
@@ -150,10 +156,14 @@ class CameraPipeline:
                     out = self._consume(analysed)
                 else:
                     out = []
+                    self._note(frame.index)
         return self._locate(out)
 
     def _analyse(self, frame: Frame) -> _Analysed:
-        dets, reads = self.recognizer.analyse(frame.image)
+        if getattr(self.recognizer, "plans", False):  # a RegionRecognizer with a planner (or the bench's wrap of one)
+            dets, reads = self.recognizer.analyse(frame.image, at=frame)  # type: ignore[call-arg]
+        else:
+            dets, reads = self.recognizer.analyse(frame.image)
         kept = []
         for r in map(self.formats.fitted, reads):  # each frame's read fitted to the camera's layouts before the vote
             crop = crop_plate(frame.image, r.box)
@@ -171,7 +181,30 @@ class CameraPipeline:
             a = self._done.pop(idx)
             if a is not None:
                 out += self._consume(a)
+            else:
+                self._note(idx)
         return out
+
+    def _note(self, index: int) -> None:
+        """The planner learns the open tracks as they are once frame `index` is consumed."""
+        if self.planner is None:
+            return
+        tc = self.tracking
+        views = []
+        for t in self.tracker.tracks:
+            key = (len(t.observations), t.observations[-1].frame_index if t.observations else -1)
+            cached = self._settled.get(t.id)
+            if cached is None or cached[:2] != key or (t.read_id and not cached[2]):
+                settled = is_settled(t.observations, bool(t.read_id), tc.settle_reads,
+                                     tc.settle_confidence, tc.settle_share)
+                self._settled[t.id] = cached = (*key, settled)
+            widest = max((o.box[2] - o.box[0] for o in t.observations), default=t.box[2] - t.box[0])
+            views.append(TrackView(t.box, t.velocity, t.last_ms, t.stationary(), cached[2], widest,
+                                   t.frames < YOUNG_FRAMES))
+        if len(self._settled) > 4 * len(self.tracker.tracks) + 64:  # forget ended tracks
+            open_ids = {t.id for t in self.tracker.tracks}
+            self._settled = {k: v for k, v in self._settled.items() if k in open_ids}
+        self.planner.consumed(index, views)
 
     # --- tracking and events (under self._lock) ---------------------------------------------
 
@@ -211,6 +244,7 @@ class CameraPipeline:
                 out += self._maybe_first(t, obs, crop)
             elif self.hotlist and not t.hit_plates:
                 out += self._late_hit(t, obs, crop)
+        self._note(frame.index)
         return out
 
     def _observation(self, r: PlateRead, sharp: float, frame: Frame) -> Observation:
@@ -435,7 +469,10 @@ class CameraPipeline:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return dict(self.counts)
+            out = dict(self.counts)
+        if self.planner is not None:
+            out.update(self.planner.snapshot())
+        return out
 
 
 def _distinct(boxes: list[tuple[int, int, int, int]], max_cover: float = 0.6) -> list[tuple[int, int, int, int]]:

@@ -115,7 +115,7 @@ class PrefetchRecognizer:
         def job() -> tuple[Any, Timings]:
             t = Timings()
             c0 = time.thread_time()
-            out = self.inner.analyse_in(frame.image, regions, t)
+            out = self.inner.analyse_in(frame.image, regions, t, at=frame)  # `at`: the camera's track plan
             t.cpu_ms = (time.thread_time() - c0) * 1000  # type: ignore[attr-defined]
             return out, t
 

@@ -5,8 +5,8 @@ Renders realistic synthetic traffic (vehicles with gaps where nothing moves) at 
 whole frame changes every frame, plus the test suite's own clip, and runs on each, in the same process:
 
   plain      decode every frame, detector + OCR on every whole frame, one thread (the baseline)
-  every      the unit's pipeline (`alprd bench`'s runner) with motion gating off: the read events
-             every frame gives
+  every      the unit's pipeline (`alprd bench`'s runner) with motion gating and track following
+             (tracking.follow) off: the read events every frame gives
   default    the unit's pipeline with default settings (decode thread, motion gate, regions)
 
 and prints frames/s, the ratio to plain, per-stage ms (p50/p95) and read-event parity: every plate
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from alprd.bench.runner import run_bench
-from alprd.config import INPUT_WIDTH_RULE, CameraConfig, Config, ModelsConfig, MotionConfig, is_input_width
+from alprd.config import INPUT_WIDTH_RULE, CameraConfig, Config, ModelsConfig, MotionConfig, TrackingConfig, is_input_width
 from alprd.recognition.recognizer import Recognizer, Timings
 from alprd.synth.video import Vehicle, vehicles_read, write_traffic_video
 
@@ -73,9 +73,9 @@ def plain(video: Path, rec: Recognizer) -> tuple[float, dict[str, list[float]], 
     return n / (time.perf_counter() - t_start), stages, reads, n
 
 
-def config(motion: bool, models: ModelsConfig) -> Config:
+def config(motion: bool, models: ModelsConfig, follow: bool = True) -> Config:
     cam = CameraConfig(id="bench", source="-", motion=MotionConfig(enabled=motion))
-    return Config(unit_id="bench", cameras=(cam,), models=models)
+    return Config(unit_id="bench", cameras=(cam,), models=models, tracking=TrackingConfig(follow=follow))
 
 
 def stage_line(name: str, xs: list[float], frames: int) -> str:
@@ -91,7 +91,7 @@ def measure(name: str, video: Path, rec: Recognizer, models: ModelsConfig, truth
     c0 = time.process_time()
     p_fps, p_stages, p_reads, n = plain(video, rec)
     p_cpu = (time.process_time() - c0) * 1000 / max(1, n)
-    every = run_bench(video, config(False, models), recognizer=rec, thumbnails=False)
+    every = run_bench(video, config(False, models, follow=False), recognizer=rec, thumbnails=False)
     gated = run_bench(video, config(True, models), recognizer=rec, thumbnails=False)
     fps = gated.throughput_fps
     print(f"  plain   {p_fps:7.1f} frames/s  ({n} frames, {p_fps / gated.fps:4.2f}x real time)")
@@ -108,6 +108,9 @@ def measure(name: str, video: Path, rec: Recognizer, models: ModelsConfig, truth
           f"{cpu['pipeline']:.2f} ms; whole process {total_cpu:.2f} ms (plain: {p_cpu:.2f} ms) = at most "
           f"{2000 / max(total_cpu, 1e-6):.0f} frames/s if both cores were ours")
     print(f"    gate: analysed {g.get('analysed', 0)} (in regions {g.get('regions', 0)}), static {g.get('static', 0)} of {gated.frames}")
+    tr = gated.tracking
+    print(f"    tracks followed: whole-frame detection {tr.get('full_frames', 0)}, windows only {tr.get('window_frames', 0)}; "
+          f"plates not read (settled) {tr.get('ocr_skipped', 0)}, plans late {tr.get('plan_late', 0)}")
     p_seen, p_exact = vehicles_read(p_reads, truth)
     e_seen, e_exact = vehicles_read(every.reads, truth)
     g_seen, g_exact = vehicles_read(gated.reads, truth)

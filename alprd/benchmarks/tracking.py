@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drop", default="0", help="share of frames skipped at random (a live camera on a busy unit)")
     ap.add_argument("--repeat-window", type=float, default=TrackingConfig.repeat_window_s,
                     help="tracking.repeat_window_s (0: every track is a pass of its own)")
+    ap.add_argument("--no-follow", action="store_true",
+                    help="tracking.follow off: every frame detected whole, every plate read (the reference)")
     ap.add_argument("--json", action="store_true", help="print the full result as JSON")
     ap.add_argument("--sweep", default="", help="comma-separated seeds: one summary line per seed and "
                     "--drop value (comma-separated too), then totals")
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                                     fps=args.fps, seed=args.seed, parked=args.parked, fast=args.fast,
                                     layouts=tuple(args.layouts.split(",")) if args.layouts else None)
         rec = Recognizer.from_config(dataclasses.replace(ModelsConfig(), dir=args.models))
-        res = run(video, truth, rec, tracking=TrackingConfig(repeat_window_s=args.repeat_window), fps=args.fps,
+        res = run(video, truth, rec, tracking=TrackingConfig(repeat_window_s=args.repeat_window, follow=not args.no_follow), fps=args.fps,
                   drop=float(args.drop), drop_seed=args.seed)
     if args.json:
         print(json.dumps(res, indent=1))
@@ -184,7 +186,8 @@ def sweep(args: argparse.Namespace) -> int:
                                         fps=args.fps, seed=seed, parked=args.parked, fast=args.fast,
                                         layouts=tuple(args.layouts.split(",")) if args.layouts else None)
             for drop in (float(x) for x in str(args.drop).split(",")):
-                r = run(video, truth, rec, tracking=TrackingConfig(repeat_window_s=args.repeat_window), fps=args.fps,
+                tracking = TrackingConfig(repeat_window_s=args.repeat_window, follow=not args.no_follow)
+                r = run(video, truth, rec, tracking=tracking, fps=args.fps,
                         drop=drop, drop_seed=seed)
                 dups = [v["plate"] for v in r["per_vehicle"] if v["events"] > 1]
                 missed = [v["plate"] for v in r["per_vehicle"] if v["events"] == 0 and v["frame_reads"] >= 2]

@@ -31,6 +31,18 @@ class TrackingConfig:
     # is that pass, not a new one (a track broken by occlusion, a missed stretch, a parked car);
     # it gets no event of its own. 0: off.
     repeat_window_s: float = 10.0
+    # Work that follows the tracks (alprd/tracking/plan.py, docs/throughput.md): between whole-frame
+    # detections the detector looks only around open tracks, and a settled track is not read again
+    # until its plate has grown. false: every analysed frame is detected whole and every plate read.
+    follow: bool = True
+    full_frame_every: int = 3  # whole-frame detection on every Nth frame while a track is unsure or none is open
+    full_frame_every_settled: int = 12  # ... when every open track is settled (a multiple of full_frame_every)
+    window_margin: float = 1.5  # plate widths around a track's predicted box that its window covers
+    follow_lag_frames: int = 4  # a frame is planned from the tracks this many frames earlier (>= workers)
+    settle_reads: int = 3  # reads agreeing with the published vote before a track is settled
+    settle_share: float = 0.8  # ... at least this share of its reads
+    settle_confidence: float = 0.9  # ... and the vote's weakest position at least this
+    reread_growth: float = 1.3  # a settled plate is read again once this many times as wide as at its widest read
 
     def validate(self, where: str) -> None:
         if self.max_missed_s <= 0 or self.max_missed_frames < 0:
@@ -46,6 +58,21 @@ class TrackingConfig:
             raise ConfigError(f"{where}.max_observations: {self.max_observations} must be at least 1")
         if self.repeat_window_s < 0:
             raise ConfigError(f"{where}.repeat_window_s: {self.repeat_window_s} must be 0 (off) or more seconds")
+        self._validate_follow(where)
+
+    def _validate_follow(self, where: str) -> None:
+        for key in ("full_frame_every", "follow_lag_frames", "settle_reads"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}.{key}: {getattr(self, key)} must be at least 1")
+        if self.full_frame_every_settled % self.full_frame_every or self.full_frame_every_settled < 1:
+            raise ConfigError(f"{where}.full_frame_every_settled: {self.full_frame_every_settled} must be a positive "
+                              f"multiple of full_frame_every ({self.full_frame_every})")
+        for key in ("settle_share", "settle_confidence"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{where}.{key}: {getattr(self, key)} must be between 0 and 1")
+        if self.window_margin <= 0 or self.reread_growth < 1.0:
+            raise ConfigError(f"{where}.window_margin/reread_growth: need a positive margin and a growth of at "
+                              f"least 1, got {self.window_margin} / {self.reread_growth}")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -68,6 +68,7 @@ class Timings:
     ocr_ms: float = 0.0
     plates: int = 0
     rereads: int = 0  # plates read a second time (from more boxes)
+    ocr_skipped: int = 0  # plates not read: a settled track's (alprd/tracking/plan.py)
 
 
 class Recognizer:
@@ -110,10 +111,12 @@ class Recognizer:
         return self.analyse(frame, timings)[1]
 
     def analyse(self, frame: np.ndarray, timings: Timings | None = None,
-                regions: tuple[tuple[int, int, int, int], ...] | None = None) -> tuple[list[Detection], list[PlateRead]]:
+                regions: tuple[tuple[int, int, int, int], ...] | None = None,
+                skip: Callable[[tuple[int, int, int, int]], bool] | None = None) -> tuple[list[Detection], list[PlateRead]]:
         """All detections, and the confident reads among them. `regions` (frame pixels) limits
-        detection to those parts of the frame (motion gating); None means the whole frame. The
-        plates of all regions are read in one OCR batch."""
+        detection to those parts of the frame (motion gating, track windows); None means the whole
+        frame. The plates of all regions are read in one OCR batch, except the boxes `skip` says
+        need no reading (they are still returned as detections: they keep their tracks alive)."""
         t0 = time.perf_counter()
         if regions is None:
             dets = self.detector.detect(frame)
@@ -121,14 +124,16 @@ class Recognizer:
             found = [d for r in regions for d in self.detector.detect(frame, r)]  # type: ignore[call-arg]
             dets = _dedupe(sorted(found, key=lambda d: -d.confidence))
         t1 = time.perf_counter()
-        texts = self.read_boxes(frame, [d.box for d in dets], timings)
+        to_read = [d for d in dets if skip is None or not skip(d.box)]
+        texts = self.read_boxes(frame, [d.box for d in to_read], timings) if to_read else []
         t2 = time.perf_counter()
         if timings is not None:
             timings.detect_ms += (t1 - t0) * 1000
             timings.ocr_ms += (t2 - t1) * 1000
+            timings.ocr_skipped += len(dets) - len(to_read)
         reads = [
             PlateRead(t.text, t.confidence, t.char_confidences, d.box, d.confidence, t.slots)
-            for d, t in zip(dets, texts)
+            for d, t in zip(to_read, texts)
             if t.confidence >= self.min_confidence and len(t.text) >= self.min_chars
         ]
         return dets, sorted(reads, key=lambda r: -r.confidence)

@@ -47,7 +47,7 @@ def build_camera(cfg: Config, cam: CameraConfig, recognizer: Recognizer, *, incl
     if tracking.enabled and tracking.follow:  # without tracks there is nothing to follow
         planner = WorkPlanner(lag=tracking.follow_lag_frames, every=tracking.full_frame_every,
                               every_settled=tracking.full_frame_every_settled, margin=tracking.window_margin,
-                              growth=tracking.reread_growth)
+                              growth=tracking.reread_growth, live=live)
     region = RegionRecognizer(recognizer, gate, cam.roi, planner)
     pipeline = CameraPipeline(cam.id, wrap(region) if wrap is not None else region, cfg.unit_id,  # type: ignore[arg-type]
                               include_crop, tracking, formats, hotlist, live=live, gate=gate, location=location,

@@ -112,9 +112,12 @@ def merge(rects: list[Box]) -> list[Box]:
 
 
 def plan(index: int, ts_ms: int, views: list[TrackView] | None, w: int, h: int, *, every: int,
-         every_settled: int, margin: float) -> WorkPlan:
-    """Frame `index`'s plan from the open tracks (None: not known, the whole frame)."""
-    if views is None or index % full_frame_interval(views, every, every_settled) == 0:
+         every_settled: int, margin: float, since_full: int | None = None) -> WorkPlan:
+    """Frame `index`'s plan from the open tracks (None: not known, the whole frame). `since_full`
+    (live cameras): frame numbers since the last whole-frame plan, which also makes one once it
+    reaches the interval, since a live source's dropped frames may never land on a multiple of it."""
+    interval = full_frame_interval(views or [], every, every_settled)
+    if views is None or index % interval == 0 or (since_full is not None and since_full >= interval):
         return FULL
     predicted = [v.predict(ts_ms) for v in views]
     wins = merge([window(p, margin * (2 if v.young else 1), w, h) for p, v in zip(predicted, views)])
@@ -139,8 +142,14 @@ class WorkPlanner:
     """Per camera: the pipeline records the open tracks after each consumed frame; the recognizer
     asks for a frame's plan, made from the tracks `lag` frames earlier."""
 
-    def __init__(self, *, lag: int, every: int, every_settled: int, margin: float, growth: float):
+    def __init__(self, *, lag: int, every: int, every_settled: int, margin: float, growth: float,
+                 live: bool = False):
         self.lag, self.every, self.every_settled = lag, every, every_settled
+        # A live source keeps only its newest frame, so the frame numbers analysed can fall into a
+        # stride that misses every multiple of the interval: there, the gap since the last
+        # whole-frame plan decides too (a recorded file keeps the index rule, the same on every run).
+        self.live = live
+        self._last_full = -1
         self.margin, self.growth = margin, growth
         self.counts: Counter[str] = Counter()
         self._cond = threading.Condition()
@@ -173,10 +182,14 @@ class WorkPlanner:
                 return FULL
             views = self._views_at(src)
         h, w = frame.image.shape[:2]
+        with self._cond:
+            since = frame.index - self._last_full if self.live else None
         p = plan(frame.index, frame.timestamp_ms, views, w, h, every=self.every, every_settled=self.every_settled,
-                 margin=self.margin)
+                 margin=self.margin, since_full=since)
         with self._cond:
             self.counts["full_frames" if p.full else "window_frames"] += 1
+            if p.full:
+                self._last_full = max(self._last_full, frame.index)
         return p
 
     def skipper(self, p: WorkPlan) -> Callable[[Box], bool] | None:

@@ -103,6 +103,21 @@ def test_planner_plans_from_the_tracks_lag_frames_earlier():
     assert got and not got[0].full and got[0].windows == ()  # frame 2 had no track open
 
 
+def test_live_frames_in_a_stride_that_misses_the_interval_still_get_whole_frame_passes():
+    # A live camera keeps only its newest frame: analysed frames 1, 4, 7, ... never land on a
+    # multiple of 3. With no track open, the index rule alone would never detect anything.
+    img = np.zeros((1080, 1920, 3), np.uint8)
+    for live, want_full in ((True, True), (False, False)):
+        pl = WorkPlanner(lag=1, every=3, every_settled=12, margin=1.0, growth=1.3, live=live)
+        fulls = 0
+        for n in range(1, 60, 3):
+            pl.consumed(n - 1, [])
+            fulls += pl.plan_for(Frame("c", n, n * 33, img)).full
+        # live: a whole frame at least once every 3 frame numbers after the first; recorded: only
+        # frame 1 (nothing consumed before the lag), the index rule, the same on every run
+        assert (fulls >= 6) is want_full, (live, fulls)
+
+
 def test_follow_settings_validated():
     TrackingConfig().validate("tracking")
     with pytest.raises(ConfigError, match="full_frame_every_settled"):

@@ -56,3 +56,23 @@ def resize_box(box: Box, grow_x: float, grow_y: float) -> Box:
     if y2 - y1 < 2:
         y1, y2 = box[1], box[3]
     return x1, y1, x2, y2
+
+
+def merge_rects(rects: Sequence[Sequence[float]]) -> list[tuple[float, float, float, float]]:
+    """Union of overlapping (x1, y1, x2, y2) rectangles until none overlap (a handful per frame:
+    the motion gate's blobs, the windows around the open tracks)."""
+    out = [list(r) for r in rects]
+    changed = True
+    while changed:
+        changed = False
+        merged: list[list[float]] = []
+        for r in out:
+            for o in merged:
+                if r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3]:
+                    o[:] = [min(o[0], r[0]), min(o[1], r[1]), max(o[2], r[2]), max(o[3], r[3])]
+                    changed = True
+                    break
+            else:
+                merged.append(r)
+        out = merged
+    return [(a, b, c, d) for a, b, c, d in out]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import cv2
 import numpy as np
 
-from alprd.geometry import Box, Frame, Motion
+from alprd.geometry import Box, Frame, Motion, merge_rects
 
 if TYPE_CHECKING:
     from alprd.recognition.base import Detection, PlateRead
@@ -149,29 +149,10 @@ class MotionDetector:
             x, y, bw, bh, _area = stats[i]
             rects.append([max(0, x * s - margin), max(0, y * s - margin),
                           min(w, (x + bw) * s + margin), min(h, (y + bh) * s + margin)])
-        merged = _merge(rects)
+        merged = merge_rects(rects)
         if not merged or sum((r[2] - r[0]) * (r[3] - r[1]) for r in merged) > FULL_FRAME_SHARE * w * h:
             return None
         return tuple((int(a), int(b), int(c), int(d)) for a, b, c, d in merged)
-
-
-def _merge(rects: list[list[int]]) -> list[list[int]]:
-    """Union of overlapping rectangles until none overlap (a handful of blobs per frame)."""
-    rects = [r[:] for r in rects]
-    changed = True
-    while changed:
-        changed = False
-        out: list[list[int]] = []
-        for r in rects:
-            for o in out:
-                if r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3]:
-                    o[0], o[1], o[2], o[3] = min(o[0], r[0]), min(o[1], r[1]), max(o[2], r[2]), max(o[3], r[3])
-                    changed = True
-                    break
-            else:
-                out.append(r)
-        rects = out
-    return rects
 
 
 class MotionGate:

@@ -21,7 +21,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from alprd.geometry import Box, Frame, iou
+from alprd.geometry import Box, Frame, iou, merge_rects
 from alprd.tracking.vote import Observation, vote
 
 FULL_FRAME_SHARE = 0.6  # windows covering more than this of the frame: detect on all of it
@@ -92,25 +92,6 @@ def window(box: tuple[float, float, float, float], margin: float, w: int, h: int
             min(w, int(box[2] + pad) + 1), min(h, int(box[3] + pad) + 1))
 
 
-def merge(rects: list[Box]) -> list[Box]:
-    """Union of overlapping rectangles until none overlap (a handful per frame)."""
-    out = [list(r) for r in rects]
-    changed = True
-    while changed:
-        changed = False
-        merged: list[list[int]] = []
-        for r in out:
-            for o in merged:
-                if r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3]:
-                    o[:] = [min(o[0], r[0]), min(o[1], r[1]), max(o[2], r[2]), max(o[3], r[3])]
-                    changed = True
-                    break
-            else:
-                merged.append(r)
-        out = merged
-    return [(a, b, c, d) for a, b, c, d in out]
-
-
 def plan(index: int, ts_ms: int, views: list[TrackView] | None, w: int, h: int, *, every: int,
          every_settled: int, margin: float, since_full: int | None = None) -> WorkPlan:
     """Frame `index`'s plan from the open tracks (None: not known, the whole frame). `since_full`
@@ -120,7 +101,7 @@ def plan(index: int, ts_ms: int, views: list[TrackView] | None, w: int, h: int, 
     if views is None or index % interval == 0 or (since_full is not None and since_full >= interval):
         return FULL
     predicted = [v.predict(ts_ms) for v in views]
-    wins = merge([window(p, margin * (2 if v.young else 1), w, h) for p, v in zip(predicted, views)])
+    wins = merge_rects([window(p, margin * (2 if v.young else 1), w, h) for p, v in zip(predicted, views)])
     if sum((r[2] - r[0]) * (r[3] - r[1]) for r in wins) > FULL_FRAME_SHARE * w * h:
         return FULL
     settled = tuple((tuple(int(round(c)) for c in p), v.read_width)

@@ -10,8 +10,8 @@ import pytest
 
 from alprd.config import TrackingConfig
 from alprd.errors import ConfigError
-from alprd.geometry import Frame
-from alprd.tracking.plan import FULL, TrackView, WorkPlanner, full_frame_interval, is_settled, merge, plan, skip_read, window
+from alprd.geometry import Frame, merge_rects
+from alprd.tracking.plan import FULL, TrackView, WorkPlanner, full_frame_interval, is_settled, plan, skip_read, window
 from alprd.tracking.vote import Observation, vote
 
 
@@ -72,7 +72,7 @@ def test_windows_follow_the_prediction_and_merge():
     # Predicted 100 ms on: x1 1050, x2 1160 (110 px wide), y2 545; the window adds a width each side.
     assert p.windows == ((940, 390, 1271, 656),)
     assert p.settled == (((1050, 500, 1160, 545), 100),)
-    assert merge([(0, 0, 10, 10), (5, 5, 20, 20), (30, 30, 40, 40)]) == [(0, 0, 20, 20), (30, 30, 40, 40)]
+    assert merge_rects([(0, 0, 10, 10), (5, 5, 20, 20), (30, 30, 40, 40)]) == [(0, 0, 20, 20), (30, 30, 40, 40)]
     assert window((0.0, 0.0, 100.0, 40.0), 1.0, 150, 100) == (0, 0, 150, 100)  # clipped to the frame
 
 

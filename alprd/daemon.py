@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from alprd import __version__
@@ -215,12 +216,12 @@ class Daemon:
         if connected != self._broker[0]:
             self._broker = (connected, time.time())
         frames = self.stats.snapshot()[0]
-        self._fps = {cam: round((n - prev.get(cam, 0)) / interval_s, 2) for cam, n in frames.items()}
+        self._fps = _rates(frames, prev, interval_s)
         return frames
 
     def stats_payload(self, interval_s: float, prev_frames: Counter[str]) -> dict[str, Any]:
         frames, reads, errors = self.stats.snapshot()
-        fps = {cam: round((n - prev_frames.get(cam, 0)) / interval_s, 2) for cam, n in frames.items()}
+        fps = _rates(frames, prev_frames, interval_s)
         return {
             "unit": self.cfg.unit_id,
             "timestamp_ms": int(time.time() * 1000),
@@ -450,3 +451,8 @@ class Daemon:
     def _idle(self) -> bool:
         with self._busy_lock:
             return self.frames.empty() and self._busy == 0
+
+
+def _rates(counts: Mapping[str, int], prev: Mapping[str, int], interval_s: float) -> dict[str, float]:
+    """Per camera: frames analysed per second since `prev` (the stats message's fps, and /status's)."""
+    return {cam: round((n - prev.get(cam, 0)) / interval_s, 2) for cam, n in counts.items()}

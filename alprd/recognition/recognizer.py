@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from alprd.geometry import iou, resize_box
+from alprd.recognition.band import band_framed
 from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateRead, PlateText
 from alprd.recognition.manifest import default_models_dir, load_entry, load_optional_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR, OnnxPlateVerifier
@@ -73,12 +74,13 @@ class Timings:
 
 class Recognizer:
     def __init__(self, detector: PlateDetector, ocr: PlateOCR, min_confidence: float = 0.5, min_chars: int = 3,
-                 reread_below: float = REREAD_BELOW):
+                 reread_below: float = REREAD_BELOW, band_framing: bool = True):
         self.detector = detector
         self.ocr = ocr
         self.min_confidence = min_confidence
         self.min_chars = min_chars
         self.reread_below = reread_below
+        self.band_framing = band_framing  # False: each box as the detector gave it (to measure the difference)
 
     @classmethod
     def from_config(cls, cfg: ModelSettings) -> Recognizer:
@@ -140,7 +142,11 @@ class Recognizer:
 
     def read_boxes(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]],
                    timings: Timings | None = None) -> list[PlateText]:
-        """The text of the plate in each box, with the second look for the ones the reader is unsure of."""
+        """The text of the plate in each box, with the second look for the ones the reader is unsure of.
+        A box that starts at or in a European plate's blue band is read from the band's outer edge
+        (alprd/recognition/band.py), in both looks."""
+        if self.band_framing:
+            boxes = [band_framed(frame, b) for b in boxes]
         texts = self.ocr.read([crop_plate(frame, b) for b in boxes])
         unsure = [i for i, t in enumerate(texts) if _sureness(t) < self.reread_below]
         if timings is not None:

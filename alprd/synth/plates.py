@@ -101,8 +101,9 @@ def _text_size(font: ImageFont.FreeTypeFont, text: str) -> tuple[int, int, int, 
 
 
 def _draw_fitted(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], color,
-                 font_path: str, stretch: float = 1.0) -> None:
-    """Draw `text` filling `box` (x1,y1,x2,y2) by height, squeezing horizontally if needed."""
+                 font_path: str, stretch: float = 1.0, left: bool = False) -> None:
+    """Draw `text` filling `box` (x1,y1,x2,y2) by height, squeezing horizontally if needed; centred
+    in the box's width, or from its left edge (`left`)."""
     x1, y1, x2, y2 = box
     bw, bh = x2 - x1, y2 - y1
     size = max(8, int(bh * 1.25))
@@ -115,7 +116,7 @@ def _draw_fitted(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int,
     target_h = bh
     target_w = min(bw, int(tw * target_h / max(th, 1) * stretch))
     layer = layer.resize((max(1, target_w), max(1, target_h)), Image.BILINEAR)
-    ox = x1 + (bw - target_w) // 2
+    ox = x1 if left else x1 + (bw - target_w) // 2
     draw.bitmap((ox, y1), layer, fill=color)
 
 
@@ -309,12 +310,14 @@ def render_us(rng: np.random.Generator, varied: bool = False, shown: str | None 
 
 
 def render_eu(rng: np.random.Generator, two_line: bool = False, road: bool = False,
-              country: str | None = None, shown: str | None = None) -> Plate:
+              country: str | None = None, shown: str | None = None, band_gap: float | None = None) -> Plate:
     """An EU-band plate. `road`: as European plates look on the road, white (yellow for Dutch ones
     and British rear plates) with black characters, a third of them Romanian, the one European
     country whose real plates the project can measure (training/eval_sets). `country` (a code
     of EU_ROAD_PATTERNS) and `shown` (the characters, spaces and dashes kept): that plate, not a
-    random one."""
+    random one. `band_gap` (one-line plates): the characters start this share of the plate's width
+    after the band instead of centred, as on Romanian plates, whose county letters sit close beside
+    the band; a thin first letter there (the I of IF, Ilfov) is what a box at the band loses."""
     patterns = EU_ROAD_PATTERNS if road else EU_PATTERNS
     if country is not None:
         pass
@@ -349,6 +352,8 @@ def render_eu(rng: np.random.Generator, two_line: bool = False, road: bool = Fal
         bottom = "".join(parts[1:]) if len(parts) > 1 else ""
         _draw_fitted(d, top, (strip_w + 10, 12, w - 10, 100), ink, fp)
         _draw_fitted(d, bottom, (strip_w + 10, 112, w - 10, h - 14), ink, fp)
+    elif band_gap is not None:
+        _draw_fitted(d, shown, (strip_w + int(band_gap * w), 14, w - 10, h - 14), ink, fp, left=True)
     else:
         _draw_fitted(d, shown, (strip_w + 10, 14, w - 10, h - 14), ink, fp)
     label = shown.replace(" ", "").replace("-", "")
@@ -513,3 +518,41 @@ def plate_crop(rng: np.random.Generator, plate: Plate, out_w: int = 256, out_h: 
         small = cv2.resize(crop, (max(8, int(out_w * f)), max(4, int(out_h * f))), interpolation=cv2.INTER_AREA)
         crop = cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
     return degrade(rng, crop)
+
+
+# --- a European plate framed from its band -----------------------------------------------------
+
+
+def band_edges(plate: Plate) -> tuple[int, int]:
+    """(x of the EU band's inner edge, x of the first character's left edge) on a clean plate face
+    of render_eu: the band is the face's blue columns, a character the first dark ink right of it."""
+    img = plate.image.astype(np.int16)
+    h, w = img.shape[:2]
+    blue = img[h // 2, :, 0] - np.maximum(img[h // 2, :, 1], img[h // 2, :, 2]) > 80
+    band = int(np.flatnonzero(blue).max()) + 1
+    ink = (img[14:h - 14].max(axis=2) < 80).any(axis=0)
+    ink[:band + 2] = False
+    return band, int(np.argmax(ink))
+
+
+def framed_from_band(rng: np.random.Generator, plate: Plate, into: float, width: int,
+                     strength: float = 0.6) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A scene with the EU `plate` `width` px wide on a car, and a detector's box of it whose left edge
+    is `into` (a share of the plate's width) right of the first character's left edge (negative: left
+    of it, in the gap or the band): how a detector that takes the band for no part of the plate frames
+    it. Top, bottom and right edges are off by a few percent, as the detector's are; camera effects
+    (`degrade` at `strength`) on the whole scene. Returns the frame and the box (x1, y1, x2, y2)."""
+    _, first = band_edges(plate)
+    ph0, pw0 = plate.image.shape[:2]
+    height = max(4, round(ph0 * width / pw0))
+    face = cv2.resize(plate.image, (width, height), interpolation=cv2.INTER_AREA)
+    frame = np.empty((height * 5, width * 2, 3), np.uint8)
+    # The car's body: white, silver, grey or black, as most are (a blue one hides the band's edges).
+    frame[:] = np.clip(int(rng.integers(10, 246)) + rng.integers(-12, 13, size=3), 0, 255)
+    ox, oy = width // 2, height * 2
+    frame[oy:oy + height, ox:ox + width] = face
+    frame = degrade(rng, frame, strength)
+    x1 = ox + (first / pw0 + into) * width
+    y1, y2 = oy + rng.normal(0, 0.04) * height, oy + height + rng.normal(0, 0.04) * height
+    x2 = ox + width + rng.normal(0, 0.02) * width
+    return frame, (round(x1), round(y1), round(x2), round(y2))

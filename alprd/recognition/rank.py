@@ -13,7 +13,7 @@ where some order can, and on 35 of the 40 sign frames against 27 by read confide
 measured there: the plate verifier (it takes the signs for plates too, and it would have to run on
 every read, not only the detector's unsure boxes), and a bonus for text that fits a region's layout
 (the presets' layouts are broad, PARKING and TAXI24 fit one, and plates of regions without a preset,
-India's in the openlpr photos, fit none: the bonus put a sign above two of them).
+India's in the openlpr photos, fit none: the bonus put a sign above one of them).
 """
 
 from __future__ import annotations

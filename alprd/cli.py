@@ -66,6 +66,7 @@ def _models_config(args: argparse.Namespace):
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    from alprd.recognition.rank import rank_score
     from alprd.recognition.recognizer import Recognizer, Timings
     from alprd.sources.sources import IMAGE_EXTS
     from alprd.sources.still import ImageRefused, load_still
@@ -95,7 +96,9 @@ def cmd_read(args: argparse.Namespace) -> int:
         print(json.dumps({
             "image": str(p),
             "plates": [{"text": r.text, "confidence": round(r.confidence, 4), "box": list(r.box),
-                        "char_confidences": list(r.char_confidences)} for r in reads],
+                        "char_confidences": list(r.char_confidences),
+                        "detection_confidence": round(r.detection_confidence, 4),
+                        "score": round(rank_score(r), 4)} for r in reads],  # sorted by score
             "ms": {"decode": round((t1 - t0) * 1000, 2), "detect": round(tm.detect_ms, 2),
                    "ocr": round(tm.ocr_ms, 2), "total": round(total, 2)},
         }), flush=True)

@@ -165,6 +165,9 @@ class CameraPipeline:
         else:
             dets, reads = self.recognizer.analyse(frame.image)
         kept = []
+        # Surest read first, as before reads were ranked by plate likelihood (alprd/recognition/rank.py):
+        # _distinct lets the first box win an overlap, and that choice was not what the ranking measured.
+        reads = sorted(reads, key=lambda r: -r.confidence)
         for r in map(self.formats.fitted, reads):  # each frame's read fitted to the camera's layouts before the vote
             crop = crop_plate(frame.image, r.box)
             kept.append((r, _sharpness(crop), crop if self.include_crop else None))
@@ -477,7 +480,7 @@ class CameraPipeline:
 
 def _distinct(boxes: list[tuple[int, int, int, int]], max_cover: float = 0.6) -> list[tuple[int, int, int, int]]:
     """One box per plate: the detector sometimes boxes half a plate as well as all of it, which would
-    start a second track on the same vehicle. Earlier boxes win (reads come first, most confident first)."""
+    start a second track on the same vehicle. Earlier boxes win (reads come first, surest read first)."""
     kept: list[tuple[int, int, int, int]] = []
     for b in boxes:
         area = max(1, (b[2] - b[0]) * (b[3] - b[1]))

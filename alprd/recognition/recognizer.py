@@ -17,6 +17,7 @@ from alprd.recognition.base import Detection, PlateDetector, PlateOCR, PlateRead
 from alprd.recognition.manifest import default_models_dir, load_entry, load_optional_entry
 from alprd.recognition.onnx_models import OnnxPlateDetector, OnnxPlateOCR, OnnxPlateVerifier
 from alprd.recognition.preprocess import crop_plate
+from alprd.recognition.rank import ranked
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +110,15 @@ class Recognizer:
         return versions
 
     def recognize(self, frame: np.ndarray, timings: Timings | None = None) -> list[PlateRead]:
-        """Confident reads in a BGR frame, most confident first."""
+        """Confident reads in a BGR frame, the likeliest plate first (alprd/recognition/rank.py)."""
         return self.analyse(frame, timings)[1]
 
     def analyse(self, frame: np.ndarray, timings: Timings | None = None,
                 regions: tuple[tuple[int, int, int, int], ...] | None = None,
                 skip: Callable[[tuple[int, int, int, int]], bool] | None = None) -> tuple[list[Detection], list[PlateRead]]:
-        """All detections, and the confident reads among them. `regions` (frame pixels) limits
+        """All detections, and the confident reads among them, the likeliest plate first: by read
+        confidence times detection score, not read confidence alone, which ranks a sign's clean
+        lettering above a plate (alprd/recognition/rank.py; which reads pass is unchanged). `regions` (frame pixels) limits
         detection to those parts of the frame (motion gating, track windows); None means the whole
         frame. The plates of all regions are read in one OCR batch, except the boxes `skip` says
         need no reading (they are still returned as detections: they keep their tracks alive)."""
@@ -138,7 +141,7 @@ class Recognizer:
             for d, t in zip(to_read, texts)
             if t.confidence >= self.min_confidence and len(t.text) >= self.min_chars
         ]
-        return dets, sorted(reads, key=lambda r: -r.confidence)
+        return dets, ranked(reads)
 
     def read_boxes(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]],
                    timings: Timings | None = None) -> list[PlateText]:

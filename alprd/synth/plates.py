@@ -435,6 +435,24 @@ def render_plate(rng: np.random.Generator, layout: str | None = None) -> Plate:
     return LAYOUTS[layout][0](rng)
 
 
+# Shop and street signs: big clean lettering a detector can take for a plate and a reader reads as
+# surely as one (issue 32: signs, stickers and badges ranked above the plate). Not plates: they train
+# nothing; they are what ranking reads must put after the plate (alprd/recognition/rank.py).
+SIGN_WORDS = ("PARKING", "TAXI24", "HOTEL", "OPEN24H", "SALE", "BAR", "PHARMACY", "5OFF", "CAFE", "EXIT")
+SIGN_COLOURS = (((0, 0, 0), (255, 255, 255)), ((255, 255, 255), (20, 60, 160)),
+                ((200, 0, 0), (255, 255, 240)), ((255, 255, 0), (0, 0, 0)))  # (ink, ground), RGB
+
+
+def render_sign(text: str, width: int, height: int, colours: tuple[tuple[int, int, int], tuple[int, int, int]]
+                = SIGN_COLOURS[0], font_path: str | None = None) -> np.ndarray:
+    """A flat sign face (BGR) with `text` filling it less a sixth of its height all round."""
+    ink, ground = colours
+    img = Image.new("RGB", (width, height), ground)
+    m = height // 6
+    _draw_fitted(ImageDraw.Draw(img), text, (m, m, width - m, height - m), ink, font_path or font_paths()[0])
+    return _to_bgr(img)
+
+
 def _to_bgr(img: Image.Image) -> np.ndarray:
     return cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
 

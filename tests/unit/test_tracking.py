@@ -18,6 +18,7 @@ from alprd.geometry import Frame
 from alprd.hotlist.hotlist import Hotlist
 from alprd.pipeline import CameraPipeline
 from alprd.recognition.base import Detection, PlateRead
+from alprd.recognition.rank import ranked
 from alprd.recognition.recognizer import Recognizer
 from alprd.synth.video import write_traffic_video
 from alprd.tracking.tracker import Tracker
@@ -286,6 +287,26 @@ def test_a_pass_broken_in_two_gives_one_event_a_later_pass_its_own(tmp_path):
     separate, st = events(TrackingConfig(repeat_window_s=0))
     assert [p for k, p, e, _ in separate if e == "first"] == ["ABC1234", "ABC1Z34", "XYZ9876", "ABC1234"]
     assert "repeats_merged" not in st
+
+
+def test_of_two_overlapping_boxes_the_pipeline_tracks_the_surest_read_not_the_top_ranked_one():
+    """A frame's reads come likeliest plate first (read confidence x detection score, alprd/recognition/
+    rank.py); where the detector boxes a piece of a plate as well as all of it, the pipeline keeps the
+    box of the surer read, as it did before reads were ranked (that choice was not what ranking measured)."""
+    class Ranked(ScriptedRecognizer):
+        def analyse(self, frame, timings=None):
+            i = int(frame[0, 0, 0])
+            if i >= 8:
+                return [], []
+            x1, y1, x2, y2 = box(i)
+            # The piece (the plate's right 5/8), boxed surely and read less surely, ranks first (0.67 to 0.47).
+            reads = ranked([PlateRead("ABC1234", 0.94, (0.94,) * 7, (x1, y1, x2, y2), 0.50),
+                            PlateRead("C1234", 0.70, (0.70,) * 5, (x1 + 30, y1, x2, y2), 0.95)])
+            assert reads[0].text == "C1234"
+            return [Detection(r.box, r.detection_confidence) for r in reads], reads
+
+    out = drive(CameraPipeline("cam", Ranked({}), "u"), frames(30))
+    assert {m.payload["plate"] for m in out if m.kind == "read"} == {"ABC1234"}
 
 
 def test_out_of_order_workers_give_the_events_of_an_in_order_run():

@@ -89,7 +89,8 @@ def test_warm_start_reproduces_the_shipped_models(tmp_path):
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
 def test_training_smoke_exports_valid_onnx(tmp_path):
     """A few steps of each trainer with the options of the commands that made the shipped reader 0.5.2
-    and detector 0.4.1, then the exported ONNX runs through the daemon's own backends."""
+    and detector 0.4.1 (and the reader's shift-pad and file-name labels of issue 32), then the exported
+    ONNX runs through the daemon's own backends."""
     models = tmp_path / "models"
     r = alprd("train", "ocr", "--data", str(DATA), "--out", str(tmp_path / "ocr"), "--steps", "2", "--batch", "8",
               "--synthetic", "16", "--us-varied", "0.25", "--eu-road", "0.2", "--eval-every", "2", "--workers", "1",
@@ -97,11 +98,13 @@ def test_training_smoke_exports_valid_onnx(tmp_path):
               "--scene-crops", "--us-repeat", "2", "--teacher", str(TEACHER),
               "--read-by-eye", str(LABELS / "scene_plates_read_by_eye.csv"), str(LABELS / "crops_read_by_eye.csv"),
               "--frame-with", str(REPO / "models"), "--frame-share", "0.5", "--ema", "0.998",
+              "--shift-pad", "0.5", "--reconcile-names", "0.5",
               "--hold-out", "cross-source", "--export", str(models / "plate_ocr.onnx"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "scene crops" in r.stdout and any((tmp_path / "ocr" / "scene_crops").glob("*.png"))
     assert "read by eye: " in r.stdout and "(moving average)" in r.stdout
     assert json.loads((tmp_path / "ocr" / "run.json").read_text())["framing"]["share"] == 0.5
+    assert "named_reconciled" in json.loads((tmp_path / "ocr" / "run.json").read_text())["no_text_labels"]
     detector_args = ["--init-onnx", str(REPO / "models" / "plate_detector.onnx"),
                      "--hard-negatives", str(REPO / "models" / "plate_detector.onnx"), "--hard-p", "0.2",
                      "--far-share", "0.3", "--ema", "0.998", "--hold-out", "cross-source"]

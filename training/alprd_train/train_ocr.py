@@ -14,7 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from alprd.datasets import CropSample, SceneSample, detection_splits, ocr_splits, read_ocr_csv, source_of
+from alprd.datasets import (
+    CropSample,
+    SceneSample,
+    detection_splits,
+    ocr_splits,
+    read_ocr_csv,
+    source_of,
+)
 from alprd.errors import UserError
 from alprd.recognition.base import ALPHABET, MAX_PLATE_CHARS, PAD, is_plate_text
 from alprd.recognition.preprocess import crop_plate, iou, ocr_input
@@ -32,7 +39,9 @@ from alprd_train.common import (
     warm_start,
 )
 from alprd_train.hold_out import HoldOut, add_hold_out_argument, data_sources, same_hold_out
+from alprd_train.name_labels import name_text, reconcile
 from alprd_train.nets import PlateOcrAttnNet, PlateOcrExport, PlateOcrNet
+from alprd_train.shift_pad import shift_pad
 
 H, W, SLOTS = 64, 128, MAX_PLATE_CHARS
 FRAMING_SCENES = 800  # training scenes a detector's box errors are measured on (--frame-with)
@@ -164,16 +173,21 @@ def frame_like_daemon(rng: np.random.Generator, img: np.ndarray, framing: np.nda
     return crop_plate(bordered(img), daemon_box(rng, img.shape, framing))
 
 
-def jitter_crop(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray | None = None) -> np.ndarray:
+def jitter_crop(rng: np.random.Generator, img: np.ndarray, framing: np.ndarray | None = None,
+                shifted: bool = False) -> np.ndarray:
     """Real crops come from a detector whose boxes wobble: shift/scale/rotate a little, then degrade.
-    With `framing`, the wobble is a measured detector's (frame_like_daemon) and only rotation is added."""
+    With `framing`, the wobble is a measured detector's (frame_like_daemon) and only rotation is added;
+    `shifted`, the plate is put anywhere in a padded crop (shift_pad) and only rotation is added."""
     if framing is not None:
         img = frame_like_daemon(rng, img, framing)
+    elif shifted:
+        img = shift_pad(rng, img)
     h, w = img.shape[:2]
     ang = rng.uniform(-4, 4)
-    sc = 1.0 if framing is not None else rng.uniform(0.88, 1.08)
+    plain = framing is None and not shifted
+    sc = rng.uniform(0.88, 1.08) if plain else 1.0
     M = cv2.getRotationMatrix2D((w / 2, h / 2), ang, sc)
-    if framing is None:
+    if plain:
         M[0, 2] += rng.uniform(-0.05, 0.05) * w
         M[1, 2] += rng.uniform(-0.07, 0.07) * h
     out = cv2.warpAffine(img, M, (w, h), borderMode=cv2.BORDER_REPLICATE)
@@ -221,9 +235,13 @@ def read_by_eye(csv_path: Path) -> dict[EyeKey, str]:
 
 
 def label_blank_crops(data: Path, csv_path: Path, by_eye: dict[EyeKey, str], teacher: Path | None,
-                      min_conf: float, limit: int = 0, hold_out: HoldOut | None = None) -> list[CropSample]:
+                      min_conf: float, limit: int = 0, hold_out: HoldOut | None = None,
+                      reconcile_min_conf: float | None = None, counts: dict[str, int] | None = None) -> list[CropSample]:
     """Text-less real crops: read by eye where the project has read them, else by the teacher where it
-    is sure."""
+    is sure. With `reconcile_min_conf`, also a crop whose file name carries a text the teacher's less
+    sure read (every character at least that sure) agrees with in a Brazilian layout (name_labels);
+    never one whose text is a dev plate's (the dev split holds plates out by their text). `counts`
+    gets, for the crops whose name carries a text, how each was labelled or why not."""
     eye: list[CropSample] = []
     rest: list[CropSample] = []
     blank = read_ocr_csv(csv_path)[: limit or None]
@@ -234,7 +252,31 @@ def label_blank_crops(data: Path, csv_path: Path, by_eye: dict[EyeKey, str], tea
             rest.append(s)
     if by_eye:
         print(f"read by eye: {len(eye)} of {len(by_eye)} crop labels name a text-less crop", flush=True)
-    return eye + (pseudo_label(teacher, rest, min_conf) if teacher else [])
+    unsure: list[tuple[CropSample, str, float]] = []
+    taught = pseudo_label(teacher, rest, min_conf, unsure=unsure) if teacher else []
+    named: list[CropSample] = []
+    tally = {"named": sum(name_text(s.image) is not None for s in eye + rest),
+             "named_read_by_eye": sum(name_text(s.image) is not None for s in eye),
+             "named_teacher_sure": sum(name_text(s.image) is not None for s in taught),
+             "named_reconciled": 0, "named_disagree": 0, "named_dev_text": 0}
+    if reconcile_min_conf is not None:
+        splits = ocr_splits(data)
+        dev_texts = {s.text for s in splits["us_dev"] + splits["br_dev"]}
+        for s, read, conf in unsure:
+            if (name := name_text(s.image)) is None:
+                continue
+            text = reconcile(name, read) if conf >= reconcile_min_conf else None
+            if text is None:
+                tally["named_disagree"] += 1
+            elif text in dev_texts:  # that car's crops are dev crops: its text must not be learned
+                tally["named_dev_text"] += 1
+            else:
+                named.append(CropSample(s.image, text, text))
+        tally["named_reconciled"] = len(named)
+        print(f"file names: {tally}", flush=True)
+    if counts is not None:
+        counts.update(tally)
+    return eye + taught + named
 
 
 def scene_crops(data: Path, out: Path, limit: int = 0, by_eye: dict[EyeKey, str] | None = None,
@@ -302,8 +344,10 @@ class Teacher:
 
 
 def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
-                 lengths: tuple[int, int] = (5, 8)) -> list[CropSample]:
-    """Label text-less real crops with the teacher OCR; keep only confident, plausible reads."""
+                 lengths: tuple[int, int] = (5, 8),
+                 unsure: list[tuple[CropSample, str, float]] | None = None) -> list[CropSample]:
+    """Label text-less real crops with the teacher OCR; keep only confident, plausible reads. The rest
+    go to `unsure` with the read and its least sure character's confidence."""
     reader = Teacher(teacher)
     kept = []
     for s in samples:
@@ -316,6 +360,8 @@ def pseudo_label(teacher: Path, samples: list[CropSample], min_conf: float,
         text = decode(idx)
         if conf.min() >= min_conf and lengths[0] <= len(text) <= lengths[1]:
             kept.append(CropSample(s.image, text, text))
+        elif unsure is not None:
+            unsure.append((s, text, float(conf.min())))
     return kept
 
 
@@ -367,6 +413,14 @@ def main(argv: list[str] | None = None) -> int:
                          "black characters, a third Romanian, Bucharest's two-digit serials among them)")
     ap.add_argument("--teacher", type=Path, help="teacher OCR ONNX for pseudo-labels (training only)")
     ap.add_argument("--teacher-min-conf", type=float, default=0.9)
+    ap.add_argument("--reconcile-names", type=float, metavar="MIN_CONF", default=None,
+                    help="text-less crops whose file name carries a text (images/br/<n>_<TEXT>.jpg): also label "
+                         "those the teacher reads less surely (every character at least MIN_CONF) where its read "
+                         "and the name agree as a Brazilian plate, look-alikes decided by the layout")
+    ap.add_argument("--shift-pad", type=float, default=0.0, metavar="P",
+                    help="share of every batch (synthetic and real crops) whose plate is put at a random place "
+                         "and size (65-100%% of the width) inside a padded crop, so the attention slots learn to "
+                         "find the characters anywhere instead of reading one twice")
     ap.add_argument("--scene-crops", action="store_true",
                     help="also train on plates cut from the detector's training scenes (teacher-labelled)")
     ap.add_argument("--read-by-eye", type=Path, nargs="+", metavar="CSV",
@@ -396,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
                          "shipped reader since 0.4.0); slots: the fixed-slot reader of 0.3.0")
     add_hold_out_argument(ap)
     args = ap.parse_args(argv)
+    if not 0 <= args.shift_pad <= 1:
+        raise UserError(f"--shift-pad {args.shift_pad}: give a share of every batch, 0..1")
+    if args.reconcile_names is not None and not args.teacher:
+        raise UserError("--reconcile-names: the file names are checked against the teacher's reads; pass --teacher")
     if not 0 <= args.frame_share <= 1:
         raise UserError(f"--frame-share {args.frame_share}: give a share of the labelled crops, 0..1")
     if not (0.0 <= args.eu_road <= 1.0 and 0.0 <= args.us_varied <= 1.0 and args.us_varied + args.eu_road <= 1.0):
@@ -423,9 +481,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"start a new --out for these", flush=True)
     pseudo: list[CropSample] = []
     no_text = args.data / "openalpr_train_detector" / "crops_no_text.csv"
+    no_text_counts: dict[str, int] = {}
     if no_text.exists() and (args.teacher or eye_crops):
         pseudo = cached_labels(pseudo_csv, lambda: label_blank_crops(
-            args.data, no_text, eye_crops, args.teacher, args.teacher_min_conf, args.limit, hold))
+            args.data, no_text, eye_crops, args.teacher, args.teacher_min_conf, args.limit, hold,
+            args.reconcile_names, no_text_counts))
+    if no_text_counts:  # empty when pseudo.csv was made by an earlier start of this run
+        rec.set("no_text_labels", no_text_counts)
     scenes: list[CropSample] = []
     if args.scene_crops:
         def label_scene_crops() -> list[CropSample]:
@@ -495,10 +557,15 @@ def main(argv: list[str] | None = None) -> int:
         si = rng.integers(len(syn_img), size=n_syn)
         imgs = [syn_img[i] for i in si]
         labs = [syn_lab[i] for i in si]
+        if args.shift_pad:
+            imgs = [shift_pad(rng, im) if rng.random() < args.shift_pad else im for im in imgs]
         for i in rng.integers(len(real), size=args.batch - n_syn):
             img, text, tight = real[i]
-            framed = framing is not None and tight and rng.random() < args.frame_share
-            imgs.append(jitter_crop(rng, img, framing if framed else None))
+            if args.shift_pad and rng.random() < args.shift_pad:
+                imgs.append(jitter_crop(rng, img, shifted=True))
+            else:
+                framed = framing is not None and tight and rng.random() < args.frame_share
+                imgs.append(jitter_crop(rng, img, framing if framed else None))
             labs.append(encode(text))
         x = torch.from_numpy(ocr_input(imgs, H, W))
         y = torch.from_numpy(np.stack(labs))

@@ -24,6 +24,7 @@ from alprd_train.common import (
     keep_checkpoints,
     load_checkpoint,
     load_image,
+    one_cycle,
     resume_run,
     save_checkpoint,
     take_step,
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
     net = PlateDetectorNet()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
+    sched = one_cycle(opt, args.lr, args.steps, 0.05)
     ck = load_checkpoint(args.out / "last.pt")
     step, best, sched = resume_run(ck, net, opt, sched, args.steps)
     if not ck and args.init_onnx:

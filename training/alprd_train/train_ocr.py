@@ -34,6 +34,7 @@ from alprd_train.common import (
     keep_checkpoints,
     load_checkpoint,
     load_image,
+    one_cycle,
     resume_run,
     take_step,
     warm_start,
@@ -535,8 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     new_head = bool(args.init_onnx) and onnx_head(args.init_onnx) != args.head
     scale = args.backbone_lr_scale if new_head else 1.0
     opt = torch.optim.AdamW([{"params": backbone}, {"params": rest}], lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr * scale, args.lr], total_steps=args.steps,
-                                                pct_start=0.05)
+    sched = one_cycle(opt, [args.lr * scale, args.lr], args.steps, 0.05)
     ck = load_checkpoint(args.out / "last.pt")
     if ck and ck.get("head", "slots") != args.head:
         raise UserError(f"{args.out / 'last.pt'}: that run trains the {ck.get('head', 'slots')} head; "

@@ -44,6 +44,7 @@ from alprd_train.common import (
     export_onnx,
     keep_checkpoints,
     load_checkpoint,
+    one_cycle,
     resume_run,
     take_step,
 )
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     net = PlateVerifierNet()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
+    sched = one_cycle(opt, args.lr, args.steps, 0.1)
     ck = load_checkpoint(args.out / "last.pt")
     step, best, sched = resume_run(ck, net, opt, sched, args.steps)
     ema = MovingAverage(net, args.ema, ck)

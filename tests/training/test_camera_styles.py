@@ -92,6 +92,23 @@ def test_the_style_report_runs_on_a_few_dev_scenes(tmp_path):
         assert 0 <= v["raw_recall_040"] <= v["raw_recall_020"] <= 1
 
 
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def test_the_style_report_scores_the_unit_at_the_threshold_asked(tmp_path):
+    # A more confident detector is compared at its own operating point (issue 32), so the unit
+    # column must follow --threshold; the raw columns are the network alone and do not move.
+    figures = {}
+    for t in (0.4, 0.97):
+        out = tmp_path / f"styles{t}.json"
+        assert main([str(default_models_dir()), "--data", str(DATA), "--sample", "4", "--styles", "as_labelled",
+                     "--threshold", str(t), "--recheck-above", "0", "--json", str(out)]) == 0
+        report = json.loads(out.read_text())
+        assert report["threshold"] == t and report["recheck_above"] == 0
+        (model,) = report["models"].values()
+        figures[t] = model["styles"]["as_labelled"]
+    assert figures[0.97]["unit_recall"] < figures[0.4]["unit_recall"]
+    assert figures[0.97]["raw_recall_040"] == figures[0.4]["raw_recall_040"]
+
+
 def test_training_crops_with_styles_keep_their_boxes_on_the_plates():
     from alprd_train.train_detector import sample
 

@@ -62,6 +62,7 @@ def measure(models: ModelsConfig, sets: dict[str, list[SceneSample]],
         cfg = dataclasses.replace(models, detection_threshold=t)
         rec = Recognizer.from_config(cfg)
         row: dict = {"detection_threshold": t, "detector_recheck_above": cfg.detector_recheck_above,
+                     "detector_verify_below": cfg.detector_verify_below,
                      "second_look": 0 < cfg.detector_recheck_above < t}
         for name, scenes in sets.items():
             row[name] = figures(eval_scenes(rec, scenes))
@@ -77,14 +78,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
     ap.add_argument("--recheck-above", type=float, default=None,
                     help="models.detector_recheck_above for every run (default: the config's default)")
+    ap.add_argument("--verify-below", type=float, default=None,
+                    help="models.detector_verify_below for every run (default: the config's default)")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     cfg = ModelsConfig(dir=args.models)
     if args.recheck_above is not None:
         cfg = dataclasses.replace(cfg, detector_recheck_above=args.recheck_above)
+    if args.verify_below is not None:
+        # A detector more confident everywhere shows fewer boxes to the verifier at the same value.
+        cfg = dataclasses.replace(cfg, detector_verify_below=args.verify_below)
+    for flag, v in (("--recheck-above", args.recheck_above), ("--verify-below", args.verify_below)):
+        if v is not None and not 0.0 <= v <= 1.0:
+            ap.error(f"{flag} {v:g}: must be between 0 and 1 (0: off)")
     rows = measure(cfg, scene_sets(args.data), tuple(args.thresholds))
     for row in rows:
-        print(f"threshold {row['detection_threshold']} (second look from {row['detector_recheck_above']}): "
+        print(f"threshold {row['detection_threshold']} (second look from {row['detector_recheck_above']}, "
+              f"verifier under {row['detector_verify_below']}): "
               + "; ".join(f"{name}: {cell(f)}" for name, f in row.items() if isinstance(f, dict)))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -12,7 +12,8 @@ fixed JPEG qualities; each scene gets the same style every run (its index picks 
 size), so two detectors see the same frames.
 
 Per style: "unit" is the detector as the daemon runs it (threshold 0.4, the second look at boxes
-scored 0.2-0.4, the folder's verifier under 0.6); "raw" is one pass of the network alone at 0.4
+scored 0.2-0.4, the folder's verifier under 0.6; --threshold, --recheck-above, --verify-below set
+another operating point); "raw" is one pass of the network alone at 0.4
 and at 0.2; "median" is the median over the labelled plates of the best raw score on each (0
 where nothing scored 0.1 overlaps it). Recall counts the labels less those checked by eye as no
 plate; a false positive is a unit box on no label, no plate found by eye and (with --teacher) no
@@ -268,17 +269,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--by-eye", type=Path, default=BY_EYE, help="the audit of the dev labels (detector_report)")
     ap.add_argument("--sample", type=int, default=0, help="dev scenes to use, evenly spaced (default 0: all 318)")
     ap.add_argument("--styles", nargs="+", choices=tuple(STYLES), default=list(STYLES))
+    # A detector that is more confident everywhere is compared fairly at its own operating point
+    # (the same dev false positives), not at the shipped one: these set the unit's for every folder.
+    ap.add_argument("--threshold", type=float, default=ModelsConfig.detection_threshold,
+                    help="as models.detection_threshold, for the unit column")
+    ap.add_argument("--recheck-above", type=float, default=ModelsConfig.detector_recheck_above,
+                    help="as models.detector_recheck_above: the second look at unsure boxes (0: off)")
+    ap.add_argument("--verify-below", type=float, default=ModelsConfig.detector_verify_below,
+                    help="as models.detector_verify_below: boxes scored under this go to the verifier (0: off)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args(argv)
+    if not 0.0 < args.threshold < 1.0:
+        ap.error(f"--threshold {args.threshold:g}: must be between 0 and 1")
+    for flag, v in (("--recheck-above", args.recheck_above), ("--verify-below", args.verify_below)):
+        if not 0.0 <= v <= 1.0:
+            ap.error(f"{flag} {v:g}: must be between 0 and 1 (0: off)")
     t0 = time.time()
     scenes = dev_scenes(args.data, args.sample, args.teacher, args.cache, args.by_eye)
-    cfg = ModelsConfig()
+    cfg = ModelsConfig(detection_threshold=args.threshold, detector_recheck_above=args.recheck_above,
+                       detector_verify_below=args.verify_below)
     dets = [detectors(m, cfg) for m in args.models]
     res = measure(dets, scenes, args.styles)
     print(f"{len(scenes)} dev scenes in {len(args.styles)} camera styles (a proxy: the dev cameras re-rendered); "
           f"unit: threshold {cfg.detection_threshold:g}, second look from {cfg.detector_recheck_above:g}, "
           f"verifier under {cfg.detector_verify_below:g}; {time.time() - t0:.0f}s")
-    report = {"scenes": len(scenes), "teacher_set_aside": bool(args.teacher), "models": {}}
+    report = {"scenes": len(scenes), "teacher_set_aside": bool(args.teacher), "threshold": cfg.detection_threshold,
+              "recheck_above": cfg.detector_recheck_above, "verify_below": cfg.detector_verify_below, "models": {}}
     for mdir, (unit, _), r in zip(args.models, dets, res):
         report["models"][str(mdir)] = {"version": unit.version, "styles": r}
         print(f"\n{mdir} (detector {unit.version})")

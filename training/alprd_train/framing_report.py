@@ -16,11 +16,22 @@ from pathlib import Path
 import numpy as np
 
 from alprd.config import ModelsConfig
-from alprd.datasets import detection_splits, ocr_splits
+from alprd.datasets import CropSample, detection_splits, ocr_splits
 from alprd.recognition.preprocess import crop_plate
 from alprd.recognition.recognizer import Recognizer, Timings
 from alprd_train.common import load_image
 from alprd_train.train_ocr import bordered, daemon_box, detector_framing
+
+
+def read_framed(rec: Recognizer, crop: CropSample, framing: np.ndarray, draws: int, rng: np.random.Generator,
+                timings: Timings) -> tuple[str, list[str], list[str]]:
+    """One dev crop read tight, then framed `draws` ways (boxes drawn from `framing`) and read once
+    each, and the same framings read as the daemon reads them (with its second look)."""
+    img = load_image(crop.image)
+    big = bordered(img)
+    boxes = [daemon_box(rng, img.shape, framing) for _ in range(draws)]
+    reads = rec.ocr.read([img] + [crop_plate(big, b) for b in boxes])
+    return reads[0].text, [r.text for r in reads[1:]], [r.text for r in rec.read_boxes(big, boxes, timings)]
 
 
 def framed_accuracy(models: Path, data: Path, draws: int = 4, seed: int = 5) -> dict[str, float]:
@@ -36,13 +47,10 @@ def framed_accuracy(models: Path, data: Path, draws: int = 4, seed: int = 5) -> 
         tight = framed = looked = 0
         tm = Timings()
         for c in crops:
-            img = load_image(c.image)
-            big = bordered(img)
-            boxes = [daemon_box(rng, img.shape, framing) for _ in range(draws)]
-            reads = rec.ocr.read([img] + [crop_plate(big, b) for b in boxes])
-            tight += reads[0].text == c.text
-            framed += sum(r.text == c.text for r in reads[1:])
-            looked += sum(r.text == c.text for r in rec.read_boxes(big, boxes, tm))
+            one, drawn, second = read_framed(rec, c, framing, draws, rng, tm)
+            tight += one == c.text
+            framed += sum(t == c.text for t in drawn)
+            looked += sum(t == c.text for t in second)
         out[f"{split}_tight"] = tight / max(1, len(crops))
         out[f"{split}_framed"] = framed / max(1, draws * len(crops))
         out[f"{split}_looked"] = looked / max(1, draws * len(crops))

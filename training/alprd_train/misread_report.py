@@ -19,10 +19,9 @@ import numpy as np
 
 from alprd.config import ModelsConfig
 from alprd.datasets import detection_splits, is_cross_source_held_out, ocr_splits, source_of
-from alprd.recognition.preprocess import crop_plate
 from alprd.recognition.recognizer import Recognizer, Timings
-from alprd_train.common import load_image
-from alprd_train.train_ocr import bordered, daemon_box, detector_framing
+from alprd_train.framing_report import read_framed
+from alprd_train.train_ocr import detector_framing
 
 MODES = ("tight", "framed", "looked")
 
@@ -55,16 +54,11 @@ def misread_counts(models: Path, data: Path, draws: int = 12, seed: int = 5) -> 
     for split in ("us_dev", "br_dev"):
         rng = np.random.default_rng(seed)
         for c in (c for c in splits[split] if c.text):
-            img = load_image(c.image)
-            big = bordered(img)
-            boxes = [daemon_box(rng, img.shape, framing) for _ in range(draws)]
-            reads = rec.ocr.read([img] + [crop_plate(big, b) for b in boxes])
-            looked = rec.read_boxes(big, boxes, Timings())
+            tight, framed, looked = read_framed(rec, c, framing, draws, rng, Timings())
             for part in (split, part_of(split, c.image)):
                 n = out.setdefault(part, Counter())
                 n["crops"] += 1
-                for mode, texts in (("tight", [reads[0].text]), ("framed", [r.text for r in reads[1:]]),
-                                    ("looked", [r.text for r in looked])):
+                for mode, texts in (("tight", [tight]), ("framed", framed), ("looked", looked)):
                     for t in texts:
                         n[f"{mode}_reads"] += 1
                         n[f"{mode}_right"] += t == c.text

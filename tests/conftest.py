@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,6 +35,22 @@ def wait_until(pred: Callable[[], object], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def leaked(plates: set[str], data: bytes | str) -> list[str]:
+    """The plates that `data` (an HTTP body, an MQTT payload, a log line) names.
+
+    A plate counts only as a whole token, so a read that is a run of digits (a partial read such as
+    9699) is not found inside a timestamp or a duration; in JSON and Prometheus text a value that is
+    such a run only names the plate when quoted, as every string there is (a bare 9699 is a number)."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    found = []
+    for plate in plates:
+        token = re.escape(plate)
+        pattern = rf'["\']{token}["\']' if plate.isdigit() and isinstance(data, bytes) else rf"(?<![\w.]){token}(?![\w.])"
+        if re.search(pattern, text):
+            found.append(plate)
+    return found
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2.sandbox
 import paho.mqtt.publish as mqtt_publish
 import pytest
-from conftest import Subscriber, write_config
+from conftest import Subscriber, leaked, write_config
 from test_daemon import NO_READS, STATUS, UNIT, camera, make_config, statuses, wait_subscribed
 
 from alprd.config import HomeAssistantConfig, load_config
@@ -285,7 +285,7 @@ def test_pseudonymous_and_hits_only_never_show_a_raw_plate(tmp_path, broker, sub
     checked = 0
     for seen in found.values():
         for topic, (payload, retained) in seen.items():
-            assert retained and not any(p.encode() in payload for p in plates), topic
+            assert retained and not leaked(plates, payload), topic
             component = HA_TOPIC.fullmatch(topic)["component"]
             config = json.loads(payload)
             check_schema(component, config)
@@ -295,13 +295,13 @@ def test_pseudonymous_and_hits_only_never_show_a_raw_plate(tmp_path, broker, sub
             for t in filter(None, topics):
                 for raw in on_topic(sub, t):
                     # On the topics these sensors read, no plate that was not a hit ever appears ...
-                    assert not any(p.encode() in raw for p in unlisted), (t, raw[:200])
+                    assert not leaked(unlisted, raw), (t, raw[:200])
             for raw in on_topic(sub, config["state_topic"]):
                 # ... and what they show holds no plate at all, not even a hit's.
                 shown = render(config["value_template"], raw)
                 if "json_attributes_template" in config:
                     shown += render(config["json_attributes_template"], raw)
-                assert not any(p in shown for p in plates), (topic, shown)
+                assert not leaked(plates, shown), (topic, shown)
                 checked += 1
     pseudo_reads = on_topic(sub, f"alprd/{UNIT}/cam1/read")
     plate_sensor = json.loads(found[pseudo_node][f"homeassistant/sensor/{pseudo_node}/cam1_last_plate/config"][0])

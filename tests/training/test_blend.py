@@ -1,0 +1,55 @@
+"""alprd_train.blend on the shipped reader and a perturbed copy of it: the ends of the blend are the two
+files' functions, the middle is each weight's midpoint, and files of two networks are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from conftest import MODELS
+from onnx import numpy_helper
+
+from alprd_train.blend import blend, main
+
+
+def perturbed(path, out, seed=0):
+    model = onnx.load(str(path))
+    rng = np.random.default_rng(seed)
+    for init in model.graph.initializer:
+        a = numpy_helper.to_array(init)
+        if np.issubdtype(a.dtype, np.floating):
+            noisy = a + rng.normal(0, 0.05, a.shape).astype(a.dtype) * (np.abs(a).mean() + 1e-6)
+            init.CopyFrom(numpy_helper.from_array(noisy, init.name))
+    onnx.save(model, str(out))
+    return out
+
+
+def run(path, x):
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+def test_the_ends_are_the_two_files_and_the_middle_is_each_weights_midpoint(tmp_path):
+    warm = MODELS / "plate_ocr.onnx"
+    tuned = perturbed(warm, tmp_path / "tuned.onnx")
+    x = np.random.default_rng(1).uniform(0, 1, (2, 1, 64, 128)).astype(np.float32)
+    assert not np.allclose(run(warm, x), run(tuned, x), atol=1e-4)  # the copy is another function
+    for alpha, expected in ((0.0, warm), (1.0, tuned)):
+        assert blend(warm, tuned, alpha, tmp_path / f"b{alpha}.onnx") > 40
+        np.testing.assert_allclose(run(tmp_path / f"b{alpha}.onnx", x), run(expected, x), atol=1e-5)
+    blend(warm, tuned, 0.5, tmp_path / "mid.onnx")
+    w = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(warm)).graph.initializer}
+    t = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tuned)).graph.initializer}
+    m = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "mid.onnx")).graph.initializer}
+    floats = [n for n in m if np.issubdtype(m[n].dtype, np.floating)]
+    assert floats and all(np.allclose(m[n], (w[n] + t[n]) / 2, atol=1e-6) for n in floats)
+
+
+@pytest.mark.parametrize("other, says", [("plate_detector.onnx", "not exports of one network"),
+                                         ("plate_ocr_int8.onnx", "blend the float files")])
+def test_files_of_two_networks_or_an_int8_file_are_refused_in_one_line(tmp_path, capsys, other, says):
+    assert main([str(MODELS / "plate_ocr.onnx"), str(MODELS / other), "--alpha", "0.5",
+                 "--out", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1 and not (tmp_path / "x.onnx").exists()

@@ -53,3 +53,37 @@ def test_files_of_two_networks_or_an_int8_file_are_refused_in_one_line(tmp_path,
                  "--out", str(tmp_path / "x.onnx")]) == 2
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1 and not (tmp_path / "x.onnx").exists()
+
+
+def test_a_part_blend_keeps_the_other_part_the_warm_files(tmp_path):
+    warm = MODELS / "plate_ocr.onnx"
+    tuned = perturbed(warm, tmp_path / "tuned.onnx")
+    blend(warm, tuned, 1.0, tmp_path / "rest.onnx", part="rest")
+    model = onnx.load(str(tmp_path / "rest.onnx"))
+    conv_inputs = {i for n in model.graph.node if n.op_type == "Conv" for i in n.input}
+    w = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(warm)).graph.initializer}
+    t = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tuned)).graph.initializer}
+    got = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    floats = [n for n in got if np.issubdtype(got[n].dtype, np.floating)]
+    convs, rest = [n for n in floats if n in conv_inputs], [n for n in floats if n not in conv_inputs]
+    assert convs and rest
+    assert all(np.array_equal(got[n], w[n]) for n in convs) and all(np.array_equal(got[n], t[n]) for n in rest)
+
+
+def test_last_pt_exports_its_moving_average_and_best_pt_its_own_weights():
+    import torch
+
+    from alprd_train.common import MovingAverage, exported_weights
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = MovingAverage(net, 0.5, None)
+    for _ in range(2):  # the first update copies the weights, the second averages
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+        ema.update(net)
+    last = {"model": net.state_dict(), **ema.checkpoint()}
+    weights = exported_weights(last)
+    assert weights.keys() == net.state_dict().keys()
+    assert not torch.equal(weights["0.weight"], net.state_dict()["0.weight"])
+    assert torch.equal(weights["0.weight"], ema.kept.state_dict()["0.weight"])
+    assert torch.equal(exported_weights({"model": net.state_dict()})["0.weight"], net.state_dict()["0.weight"])

@@ -21,6 +21,8 @@ import numpy as np
 
 from alprd.errors import UserError
 
+PARTS = ("all", "convolutions", "rest")
+
 
 def _weights_by_use(model) -> tuple[list[str], dict[tuple[int, int], str]]:
     inits = {i.name for i in model.graph.initializer}
@@ -32,8 +34,10 @@ def _weights_by_use(model) -> tuple[list[str], dict[tuple[int, int], str]]:
     return [node.op_type for node in model.graph.node], uses
 
 
-def blend(warm_path: Path, tuned_path: Path, alpha: float, out: Path) -> int:
-    """Write the blend; return how many float weights were mixed."""
+def blend(warm_path: Path, tuned_path: Path, alpha: float, out: Path, part: str = "all") -> int:
+    """Write the blend; return how many float weights were mixed. `part`: blend only the
+    convolutions' weights (the reader's image features) or only the rest (its attention and head),
+    the other part staying the warm file's."""
     import onnx
     from onnx import numpy_helper
 
@@ -57,13 +61,15 @@ def blend(warm_path: Path, tuned_path: Path, alpha: float, out: Path) -> int:
     by_name = {i.name: i for i in tuned.graph.initializer}
     mixed: set[str] = set()
     for use, t_name in uses_t.items():
+        is_conv = ops_t[use[0]] == "Conv"
+        share = alpha if part == "all" or (part == "convolutions") == is_conv else 0.0
         a, b = warm_arrays[uses_w[use]], numpy_helper.to_array(by_name[t_name])
         if a.shape != b.shape or a.dtype != b.dtype:
             raise UserError(f"{warm_path} and {tuned_path}: weight {t_name} is {a.shape} in one, {b.shape} in the other")
         if t_name in mixed:
             continue
         if np.issubdtype(b.dtype, np.floating):
-            value = ((1.0 - alpha) * a.astype(np.float64) + alpha * b.astype(np.float64)).astype(b.dtype)
+            value = ((1.0 - share) * a.astype(np.float64) + share * b.astype(np.float64)).astype(b.dtype)
             by_name[t_name].CopyFrom(numpy_helper.from_array(value, t_name))
             mixed.add(t_name)
         elif not np.array_equal(a, b):
@@ -78,14 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("warm", type=Path, help="the model the run started from (alpha 0)")
     ap.add_argument("tuned", type=Path, help="the run's export (alpha 1)")
     ap.add_argument("--alpha", type=float, required=True, help="weight of the tuned file, 0-1")
+    ap.add_argument("--part", choices=PARTS, default="all",
+                    help="blend only the convolutions or only the other weights (the rest stay the warm file's)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     try:
-        n = blend(args.warm, args.tuned, args.alpha, args.out)
+        n = blend(args.warm, args.tuned, args.alpha, args.out, args.part)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{args.out}: {n} weights, {1 - args.alpha:.2f} x {args.warm.name} + {args.alpha:.2f} x {args.tuned.name}")
+    part = "" if args.part == "all" else f" ({args.part} only)"
+    print(f"{args.out}: {n} weights, {1 - args.alpha:.2f} x {args.warm.name} + {args.alpha:.2f} x {args.tuned.name}{part}")
     return 0
 
 

@@ -80,6 +80,14 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def exported_weights(ck: dict[str, Any]) -> dict[str, Any]:
+    """The weights an export of a loaded checkpoint takes: best.pt's (already the evaluated ones),
+    or the moving average that last.pt carries when the run kept one (its raw weights otherwise)."""
+    if "ema" in ck:
+        return {k.removeprefix("module."): v for k, v in ck["ema"].items() if k != "n_averaged"}
+    return ck["model"]
+
+
 class RunRecord:
     """Appends what a training run did (data, settings, metrics) to <out>/run.json."""
 

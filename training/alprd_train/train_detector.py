@@ -22,6 +22,7 @@ from alprd_train.common import (
     RunRecord,
     add_ema_argument,
     export_onnx,
+    exported_weights,
     keep_checkpoints,
     load_checkpoint,
     load_image,
@@ -367,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def export_detector(checkpoint: Path, path: Path) -> None:
     net = PlateDetectorNet()
-    net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+    net.load_state_dict(exported_weights(torch.load(checkpoint, map_location="cpu", weights_only=False)))
     export_onnx(PlateDetectorExport(net), torch.zeros(1, 3, 384, 640), path, "image",
                 ["heatmap", "size", "offset"],
                 {"image": {2: "height", 3: "width"}, "heatmap": {2: "h4", 3: "w4"},

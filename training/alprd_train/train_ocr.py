@@ -31,6 +31,7 @@ from alprd_train.common import (
     RunRecord,
     add_ema_argument,
     export_onnx,
+    exported_weights,
     keep_checkpoints,
     load_checkpoint,
     load_image,
@@ -591,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
 def export_ocr(checkpoint: Path, path: Path) -> None:
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     net = make_net(ck.get("head", "slots"))
-    net.load_state_dict(ck["model"])
+    net.load_state_dict(exported_weights(ck))
     export_onnx(PlateOcrExport(net), torch.zeros(1, 1, H, W), path, "image", ["probs"],
                 {"image": {0: "batch"}, "probs": {0: "batch"}})
 

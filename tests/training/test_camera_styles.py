@@ -58,6 +58,24 @@ def test_every_random_style_keeps_the_box_on_the_plate():
     assert moved >= 10  # about half the draws tilt
 
 
+def test_parts_leave_the_others_out_and_every_part_is_the_default():
+    box = [np.array(PLATE, np.float32)]
+    moved = changed = 0
+    for seed in range(30):
+        a, ab = augment(np.random.default_rng(seed), plate_scene(), box)
+        b, bb = augment(np.random.default_rng(seed), plate_scene(), box, ("tilt", "blur", "noise", "colour", "jpeg"))
+        assert np.array_equal(a, b) and np.array_equal(ab[0], bb[0])  # a run with every part is as before
+        photo, pb = augment(np.random.default_rng(seed), plate_scene(), box, ("blur", "noise", "colour", "jpeg"))
+        assert np.array_equal(pb[0], box[0])  # no tilt: the box stays where it was
+        changed += not np.array_equal(photo, plate_scene())
+        tilt, tb = augment(np.random.default_rng(seed), plate_scene(), box, ("tilt",))
+        if np.array_equal(tb[0], box[0]):  # tilt alone, not drawn: nothing else touched the pixels
+            assert np.array_equal(tilt, plate_scene())
+        else:
+            moved += 1
+    assert 8 <= moved <= 22 and changed >= 20
+
+
 def test_a_box_pushed_out_of_the_crop_is_dropped():
     M = np.array([[1, 0, 250], [0, 1, 0], [0, 0, 1]], np.float64)  # slid 250 px right
     assert warp_boxes(M, [np.array(PLATE, np.float32)], 320, 320) == []

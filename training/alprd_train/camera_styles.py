@@ -61,26 +61,31 @@ def _motion_kernel(length: int, angle_deg: float) -> np.ndarray:
     return k / max(k.sum(), 1e-6)
 
 
-def augment(rng: np.random.Generator, img: np.ndarray, boxes: Sequence[np.ndarray]) -> tuple[np.ndarray, list]:
+PARTS = ("tilt", "blur", "noise", "colour", "jpeg")
+
+
+def augment(rng: np.random.Generator, img: np.ndarray, boxes: Sequence[np.ndarray],
+            parts: Sequence[str] = PARTS) -> tuple[np.ndarray, list]:
     """One random camera style on a uint8 BGR crop and its boxes: each part drawn on its own, in
-    a camera's order (optics, sensor, processing, compression)."""
+    a camera's order (optics, sensor, processing, compression). `parts` leaves the others out (the
+    draws of whether a part applies are the same, so a run with every part is as before)."""
     h, w = img.shape[:2]
     out = [np.asarray(b, np.float32) for b in boxes]
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and "tilt" in parts:
         # Roll up to 20 degrees and a mild keystone: road cameras are rarely square to the plate.
         M = tilt_matrix(w, h, float(rng.uniform(-20, 20)), (float(rng.uniform(-0.25, 0.25)),
                                                             float(rng.uniform(-0.15, 0.15))))
         img = cv2.warpPerspective(img, M, (w, h), flags=cv2.INTER_LINEAR, borderValue=(FILL, FILL, FILL))
         out = warp_boxes(M, out, w, h)
-    if rng.random() < 0.4:
+    if rng.random() < 0.4 and "blur" in parts:
         if rng.random() < 0.5:
             img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.6, 2.0)))
         else:
             img = cv2.filter2D(img, -1, _motion_kernel(int(rng.integers(3, 10)) | 1, float(rng.uniform(0, 180))))
     f = img.astype(np.float32)
-    if rng.random() < 0.3:
+    if rng.random() < 0.3 and "noise" in parts:
         f += rng.normal(0, rng.uniform(2, 10), f.shape).astype(np.float32)
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and "colour" in parts:
         # White balance off, washed-out colour, daylight haze (contrast pulled towards a light grey).
         f *= rng.uniform(0.8, 1.2, 3).astype(np.float32)
         grey = f.mean(2, keepdims=True)
@@ -89,7 +94,7 @@ def augment(rng: np.random.Generator, img: np.ndarray, boxes: Sequence[np.ndarra
             t = float(rng.uniform(0.1, 0.5))
             f = f * (1 - t) + t * float(rng.uniform(150, 230))
     img = np.clip(f, 0, 255).astype(np.uint8)
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and "jpeg" in parts:
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 61))])
         if ok:
             img = cv2.imdecode(enc, cv2.IMREAD_COLOR)

@@ -85,13 +85,13 @@ FAR_PLATE_PX = (8.0, 22.0)  # at the 640-px input: 25-65 px wide in a 1920-px fr
 
 def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: float,
            negatives: Sequence[tuple[int, Sequence[float]]] = (), hard_p: float = 0.0, far_p: float = 0.0,
-           styles_p: float = 0.0):
+           styles_p: float = 0.0, style_parts: Sequence[str] = camera_styles.PARTS):
     """A training crop and its plate boxes. With `negatives` ((scene index, box) pairs, see
     scene_mining), a share `hard_p` of crops is centred on a place where the previous detector
     fired on no plate. A share `far_p` of the other crops is centred on a labelled plate shrunk to
     FAR_PLATE_PX wide, the far plates the zoom range below reaches only now and then. A share
     `styles_p` of all crops gets a random camera style (camera_styles.augment: tilt, blur, noise,
-    colour cast, JPEG), boxes moved with the tilt."""
+    colour cast, JPEG; `style_parts` of them), boxes moved with the tilt."""
     hard = None
     k = -1
     if negatives and rng.random() < hard_p:
@@ -135,7 +135,7 @@ def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: floa
             if box is not None:
                 out.append(box)
     if styles_p > 0 and rng.random() < styles_p:
-        canvas, out = camera_styles.augment(rng, canvas, out)
+        canvas, out = camera_styles.augment(rng, canvas, out, style_parts)
     if rng.random() < 0.5:
         canvas = canvas[:, ::-1].copy()
         out = [np.array([size - b[2], b[1], size - b[0], b[3]], np.float32) for b in out]
@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--styles", type=float, default=0.0, metavar="P",
                     help="share of crops given a random camera style: tilt, blur, noise, colour cast, JPEG "
                          "(alprd_train.camera_styles; issue 32)")
+    ap.add_argument("--style-parts", default=",".join(camera_styles.PARTS), metavar="PARTS",
+                    help=f"with --styles: the parts a style draws from, comma-separated ({','.join(camera_styles.PARTS)})")
     add_ema_argument(ap)
     add_hold_out_argument(ap)
     args = ap.parse_args(argv)
@@ -276,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--far-share {args.far_share}: give a share, 0..1")
     if not 0.0 <= args.styles <= 1.0:
         raise UserError(f"--styles {args.styles}: give a share, 0..1")
+    args.style_parts = [p.strip() for p in args.style_parts.split(",") if p.strip()]
+    if not args.style_parts or set(args.style_parts) - set(camera_styles.PARTS):
+        raise UserError(f"--style-parts {','.join(args.style_parts)}: give some of {','.join(camera_styles.PARTS)}")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     same_hold_out(args.out, args.hold_out)
@@ -324,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         imgs, hs, whs, offs, masks = [], [], [], [], []
         for _ in range(args.batch):
             im, bx = sample(rng, train, faces, args.size, args.composite, negatives, args.hard_p, args.far_share,
-                            args.styles)
+                            args.styles, args.style_parts)
             h, wh, off, m = targets(bx, args.size)
             imgs.append(im.transpose(2, 0, 1))
             hs.append(h)

@@ -25,6 +25,10 @@ def perturbed(path, out, seed=0):
     return out
 
 
+def weights(path) -> dict[str, np.ndarray]:
+    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+
+
 def run(path, x):
     s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return s.run(None, {s.get_inputs()[0].name: x})[0]
@@ -39,9 +43,7 @@ def test_the_ends_are_the_two_files_and_the_middle_is_each_weights_midpoint(tmp_
         assert blend(warm, tuned, alpha, tmp_path / f"b{alpha}.onnx") > 40
         np.testing.assert_allclose(run(tmp_path / f"b{alpha}.onnx", x), run(expected, x), atol=1e-5)
     blend(warm, tuned, 0.5, tmp_path / "mid.onnx")
-    w = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(warm)).graph.initializer}
-    t = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tuned)).graph.initializer}
-    m = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "mid.onnx")).graph.initializer}
+    w, t, m = weights(warm), weights(tuned), weights(tmp_path / "mid.onnx")
     floats = [n for n in m if np.issubdtype(m[n].dtype, np.floating)]
     assert floats and all(np.allclose(m[n], (w[n] + t[n]) / 2, atol=1e-6) for n in floats)
 
@@ -59,11 +61,8 @@ def test_a_part_blend_keeps_the_other_part_the_warm_files(tmp_path):
     warm = MODELS / "plate_ocr.onnx"
     tuned = perturbed(warm, tmp_path / "tuned.onnx")
     blend(warm, tuned, 1.0, tmp_path / "rest.onnx", part="rest")
-    model = onnx.load(str(tmp_path / "rest.onnx"))
-    conv_inputs = {i for n in model.graph.node if n.op_type == "Conv" for i in n.input}
-    w = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(warm)).graph.initializer}
-    t = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tuned)).graph.initializer}
-    got = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    conv_inputs = {i for n in onnx.load(str(tmp_path / "rest.onnx")).graph.node if n.op_type == "Conv" for i in n.input}
+    w, t, got = weights(warm), weights(tuned), weights(tmp_path / "rest.onnx")
     floats = [n for n in got if np.issubdtype(got[n].dtype, np.floating)]
     convs, rest = [n for n in floats if n in conv_inputs], [n for n in floats if n not in conv_inputs]
     assert convs and rest

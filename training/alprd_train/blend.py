@@ -35,7 +35,8 @@ def _weights_by_use(model) -> tuple[list[str], dict[tuple[int, int], str]]:
 
 
 def blend(warm_path: Path, tuned_path: Path, alpha: float, out: Path, part: str = "all") -> int:
-    """Write the blend; return how many float weights were mixed. `part`: blend only the
+    """Write the blend; return how many float weights it wrote (those `part` leaves out take the
+    warm file's values). `part`: blend only the
     convolutions' weights (the reader's image features) or only the rest (its attention and head),
     the other part staying the warm file's."""
     import onnx
@@ -59,24 +60,24 @@ def blend(warm_path: Path, tuned_path: Path, alpha: float, out: Path, part: str 
                         f"({len(ops_w)} and {len(ops_t)} operators)")
     warm_arrays = {i.name: numpy_helper.to_array(i) for i in warm.graph.initializer}
     by_name = {i.name: i for i in tuned.graph.initializer}
-    mixed: set[str] = set()
+    written: set[str] = set()
     for use, t_name in uses_t.items():
         is_conv = ops_t[use[0]] == "Conv"
         share = alpha if part == "all" or (part == "convolutions") == is_conv else 0.0
         a, b = warm_arrays[uses_w[use]], numpy_helper.to_array(by_name[t_name])
         if a.shape != b.shape or a.dtype != b.dtype:
             raise UserError(f"{warm_path} and {tuned_path}: weight {t_name} is {a.shape} in one, {b.shape} in the other")
-        if t_name in mixed:
+        if t_name in written:
             continue
         if np.issubdtype(b.dtype, np.floating):
             value = ((1.0 - share) * a.astype(np.float64) + share * b.astype(np.float64)).astype(b.dtype)
             by_name[t_name].CopyFrom(numpy_helper.from_array(value, t_name))
-            mixed.add(t_name)
+            written.add(t_name)
         elif not np.array_equal(a, b):
             raise UserError(f"{warm_path} and {tuned_path}: their constant {t_name} differs (not one network)")
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(tuned, str(out))
-    return len(mixed)
+    return len(written)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ def test_hard_negative_crops_are_centred_on_the_negative():
     scene = np.full((600, 900, 3), 100, np.uint8)
     scene[400:420, 700:760] = (0, 0, 255)  # the "badge"
     plate = np.array([[50, 50, 110, 70]], np.float32)
-    negatives = [(0, (700.0, 400.0, 760.0, 420.0, 0.8))]
+    negatives = [(0, (700.0, 400.0, 760.0, 420.0, 0.8), None)]
     def badge_seen(negs) -> int:
         seen = 0
         for seed in range(20):
@@ -164,3 +164,65 @@ def test_the_dev_scene_audit_fits_the_labels_and_a_stale_row_is_a_one_line_error
         with pytest.raises(UserError, match=message) as e:
             audit_by_eye(f, DATA, dev)
         assert str(f) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_tilted_hard_negative_crops_are_cut_from_the_scene_tilted_as_mined():
+    """--tilted-negatives: the negative's box is where the badge is in the tilted scene, so the
+    crop is cut from the scene tilted the same way, and the plate's label moves with it."""
+    from alprd_train import camera_styles
+
+    scene = np.full((600, 900, 3), 100, np.uint8)
+    scene[300:320, 420:480] = (0, 255, 0)  # the "badge"
+    scene[330:350, 500:560] = (0, 0, 255)  # the labelled plate, beside it
+    plate = np.array([[500, 330, 560, 350]], np.float32)
+    M = camera_styles.tilt_matrix(900, 600, 18.0, (0.2, 0.1))
+    badge = camera_styles.warp_boxes(M, [np.array([420, 300, 480, 320], np.float32)], 900, 600)[0]
+
+    def crops(tilt):
+        for seed in range(30):
+            img, boxes = sample(np.random.default_rng(seed), [(scene, plate)], [], 320, 0.0,
+                                [(0, (*badge, 0.8), tilt)], hard_p=1.0)
+            d = img.astype(int)
+            green = (d[:, :, 1] - d[:, :, 2] > 60) & (d[:, :, 1] - d[:, :, 0] > 60)
+            red = (d[:, :, 2] - d[:, :, 1] > 60) & (d[:, :, 2] - d[:, :, 0] > 60)
+            yield green.sum() > 5, red, boxes
+
+    def fill(mask) -> float:
+        ys, xs = np.nonzero(mask)
+        return len(xs) / ((np.ptp(xs) + 1) * (np.ptp(ys) + 1))
+
+    fills = []
+    for green_seen, red, boxes in crops(M):
+        assert green_seen
+        ys, xs = np.nonzero(red)
+        if len(xs) > 150 and len(boxes) == 1:  # the plate large and whole in the crop
+            x1, y1, x2, y2 = boxes[0]
+            inside = ((xs >= x1 - 2) & (xs <= x2 + 2) & (ys >= y1 - 2) & (ys <= y2 + 2)).mean()
+            assert inside > 0.97, (inside, boxes[0])
+            fills.append(fill(red))
+    assert fills and max(fills) < 0.8  # a turned rectangle fills its axis-aligned box far less
+    square = [fill(r) for _, r, b in crops(None) if r.sum() > 150 and len(b) == 1]
+    assert square and min(square) > 0.85
+
+
+def test_tilted_mining_finds_unexplained_boxes_in_the_tilted_scene_and_labels_veto_through_the_tilt(tmp_path):
+    from alprd_train import camera_styles
+    from alprd_train.scene_mining import mine, scene_tilt
+
+    shipped = Path(__file__).resolve().parents[2] / "models" / "plate_detector.onnx"
+    rng = np.random.default_rng(4)
+    stills = [render_still(rng, 960, 540, layout) for layout in ("us", "eu", "us", "br")]
+    keys = ["a", "b", "c", "d"]
+    unlabelled = [(f, np.zeros((0, 4), np.float32)) for f, _, _ in stills]
+    found = mine(unlabelled, keys, None, shipped, tmp_path / "u.json", tilted_path=shipped)
+    assert sum(len(m.tilted_negatives) for m in found) >= 2  # the unlabelled plates, seen tilted
+    for m, (_, _, box), k in zip(found, stills, keys):
+        assert np.allclose(m.tilt, scene_tilt(k, 960, 540))
+        moved = camera_styles.warp_boxes(m.tilt, [np.array(box, np.float32)], 960, 540)[0]
+        assert all(iou(b[:4], moved) > 0.5 for b in m.tilted_negatives)  # where the tilt took the plate
+    labelled = [(f, np.array([box], np.float32)) for f, _, box in stills]
+    vetoed = mine(labelled, keys, None, shipped, tmp_path / "l.json", tilted_path=shipped)
+    assert all(m.tilted_negatives == [] for m in vetoed)  # the label, carried through the tilt, explains it
+    # cached: a second run reads the tilted boxes back and never loads the detector
+    again = mine(unlabelled, keys, None, shipped, tmp_path / "u.json", tilted_path=tmp_path / "none.onnx")
+    assert [m.tilted_negatives for m in again] == [m.tilted_negatives for m in found]

@@ -53,6 +53,18 @@ def tilt_matrix(w: int, h: int, angle_deg: float, keystone: tuple[float, float] 
     return C @ R @ np.linalg.inv(C) @ K
 
 
+def draw_tilt(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """A random tilt for a w x h image: a roll of up to 20 degrees and a mild keystone, since road
+    cameras are rarely square to the plate."""
+    angle = float(rng.uniform(-20, 20))
+    return tilt_matrix(w, h, angle, (float(rng.uniform(-0.25, 0.25)), float(rng.uniform(-0.15, 0.15))))
+
+
+def tilted(img: np.ndarray, M: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    return cv2.warpPerspective(img, M, (w, h), flags=cv2.INTER_LINEAR, borderValue=(FILL, FILL, FILL))
+
+
 def _motion_kernel(length: int, angle_deg: float) -> np.ndarray:
     k = np.zeros((length, length), np.float32)
     c = (length - 1) / 2
@@ -72,10 +84,8 @@ def augment(rng: np.random.Generator, img: np.ndarray, boxes: Sequence[np.ndarra
     h, w = img.shape[:2]
     out = [np.asarray(b, np.float32) for b in boxes]
     if rng.random() < 0.5 and "tilt" in parts:
-        # Roll up to 20 degrees and a mild keystone: road cameras are rarely square to the plate.
-        M = tilt_matrix(w, h, float(rng.uniform(-20, 20)), (float(rng.uniform(-0.25, 0.25)),
-                                                            float(rng.uniform(-0.15, 0.15))))
-        img = cv2.warpPerspective(img, M, (w, h), flags=cv2.INTER_LINEAR, borderValue=(FILL, FILL, FILL))
+        M = draw_tilt(rng, w, h)
+        img = tilted(img, M)
         out = warp_boxes(M, out, w, h)
     if rng.random() < 0.4 and "blur" in parts:
         if rng.random() < 0.5:

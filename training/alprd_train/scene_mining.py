@@ -5,19 +5,26 @@ detector trained on them learns to call real plates background. A teacher detect
 never shipped) finds those plates; they become extra boxes. Where the student fires and neither the
 labels nor the teacher see a plate (dealer badges, model names, shop signs) is a hard negative the
 trainer centres crops on, so the focal loss sees those places far more often than random crops do.
+
+Issue 32: a detector trained on tilted crops fires on more non-plates, and on tilted ones above
+all, which the scenes as shot do not show it. With a tilted detector, each scene is also mined
+tilted once (one camera_styles tilt per scene, drawn from its key), and the crops of those
+negatives are cut from the scene tilted the same way.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from alprd.recognition.preprocess import iou, letterbox, nms
+from alprd_train import camera_styles
 
 Box = tuple[float, float, float, float, float]  # x1, y1, x2, y2, score
 
@@ -58,6 +65,8 @@ class TeacherDetector:
 class MinedScene:
     extra: list[Box]  # plates the labels lack, teacher score >= keep
     negatives: list[Box]  # student detections no label or teacher box explains
+    tilt: np.ndarray | None = None  # 3x3: the tilt the scene was also mined under
+    tilted_negatives: list[Box] = field(default_factory=list)  # such detections in the tilted scene
 
 
 def mine_scene(labels: np.ndarray, teacher: list[Box], student: list[Box], keep: float) -> MinedScene:
@@ -71,26 +80,59 @@ def mine_scene(labels: np.ndarray, teacher: list[Box], student: list[Box], keep:
     return MinedScene(extra, negatives)
 
 
+def scene_tilt(key: str, w: int, h: int) -> np.ndarray:
+    """The one tilt a scene is mined under: drawn from its key, so a resumed run gets the same."""
+    return camera_styles.draw_tilt(np.random.default_rng(zlib.crc32(key.encode())), w, h)
+
+
 def mine(scenes: list[tuple[np.ndarray, np.ndarray]], keys: list[str], teacher_path: Path | None,
-         student_path: Path | None, cache: Path, keep: float = 0.5) -> list[MinedScene]:
-    """Mine every scene once; the result is cached in `cache` (keyed by image) so a resumed run
-    trains on the same boxes."""
+         student_path: Path | None, cache: Path, keep: float = 0.5,
+         tilted_path: Path | None = None) -> list[MinedScene]:
+    """Mine every scene once (and with `tilted_path`, that detector on each scene tilted by
+    scene_tilt); the result is cached in `cache` (keyed by image) so a resumed run trains on the
+    same boxes."""
     stored = json.loads(cache.read_text()) if cache.exists() else {}
     todo = [i for i, k in enumerate(keys) if k not in stored]
+    todo_tilted = [i for i, k in enumerate(keys) if tilted_path and "tilted" not in stored.get(k, {})]
     if todo:
         teacher = TeacherDetector(teacher_path) if teacher_path else None
         student = mining_detector(student_path) if student_path else None
         for i in todo:
             img = scenes[i][0]
             t = teacher.detect(img) if teacher else []
-            s = nms([(*map(float, d.box), d.confidence) for d in student.detect(img)], 0.5) if student else []
+            s = _detect(student, img) if student else []
             stored[keys[i]] = {"teacher": t, "student": s}
+    if todo_tilted:
+        tilted = mining_detector(tilted_path)
+        for i in todo_tilted:
+            img = scenes[i][0]
+            M = scene_tilt(keys[i], img.shape[1], img.shape[0])
+            stored[keys[i]]["tilted"] = _detect(tilted, camera_styles.tilted(img, M))
+    if todo or todo_tilted:
         cache.write_text(json.dumps(stored))
     out = []
-    for (_, labels), k in zip(scenes, keys):
+    for (img, labels), k in zip(scenes, keys):
         rec = stored[k]
-        out.append(mine_scene(labels, [tuple(b) for b in rec["teacher"]], [tuple(b) for b in rec["student"]], keep))
+        teacher_boxes = [tuple(b) for b in rec["teacher"]]
+        m = mine_scene(labels, teacher_boxes, [tuple(b) for b in rec["student"]], keep)
+        if tilted_path:
+            h, w = img.shape[:2]
+            M = scene_tilt(k, w, h)
+            # What explains a detection in the tilted scene: the labels, the added plates and every
+            # teacher box, each carried through the tilt (a box partly left in frame still vetoes).
+            moved = [np.array(b[:4], np.float32) for b in [*labels, *m.extra]]
+            warped = camera_styles.warp_boxes(M, moved, w, h, keep=0.0)
+            teacher_warped = [(*b, t[4]) for t in teacher_boxes
+                              for b in camera_styles.warp_boxes(M, [np.array(t[:4], np.float32)], w, h, keep=0.0)]
+            m.tilt = M
+            m.tilted_negatives = mine_scene(np.array(warped, np.float32).reshape(-1, 4), teacher_warped,
+                                            [tuple(b) for b in rec["tilted"]], keep).negatives
+        out.append(m)
     return out
+
+
+def _detect(detector, img: np.ndarray) -> list[Box]:
+    return nms([(*map(float, d.box), d.confidence) for d in detector.detect(img)], 0.5)
 
 
 def mining_detector(path: Path):

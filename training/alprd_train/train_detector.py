@@ -80,23 +80,30 @@ def paste_plate(rng: np.random.Generator, canvas: np.ndarray, face: np.ndarray) 
     return np.array([max(0, x1), max(0, y1), min(W, x2), min(H, y2)], np.float32)
 
 
+# A hard negative: (scene index, box, the tilt its scene was mined under or None).
+Negative = tuple[int, Sequence[float], np.ndarray | None]
+
 FAR_PLATE_PX = (8.0, 22.0)  # at the 640-px input: 25-65 px wide in a 1920-px frame
 
 
 def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: float,
-           negatives: Sequence[tuple[int, Sequence[float]]] = (), hard_p: float = 0.0, far_p: float = 0.0,
+           negatives: Sequence[Negative] = (), hard_p: float = 0.0, far_p: float = 0.0,
            styles_p: float = 0.0, style_parts: Sequence[str] = camera_styles.PARTS):
-    """A training crop and its plate boxes. With `negatives` ((scene index, box) pairs, see
-    scene_mining), a share `hard_p` of crops is centred on a place where the previous detector
-    fired on no plate. A share `far_p` of the other crops is centred on a labelled plate shrunk to
+    """A training crop and its plate boxes. With `negatives` ((scene index, box, tilt or None),
+    see scene_mining), a share `hard_p` of crops is centred on a place where the previous detector
+    fired on no plate, in the scene tilted as it was mined. A share `far_p` of the other crops is centred on a labelled plate shrunk to
     FAR_PLATE_PX wide, the far plates the zoom range below reaches only now and then. A share
     `styles_p` of all crops gets a random camera style (camera_styles.augment: tilt, blur, noise,
     colour cast, JPEG; `style_parts` of them), boxes moved with the tilt."""
     hard = None
     k = -1
     if negatives and rng.random() < hard_p:
-        i, hard = negatives[rng.integers(len(negatives))]
+        i, hard, tilt = negatives[rng.integers(len(negatives))]
         img, boxes = scenes[i]
+        if tilt is not None:
+            h, w = img.shape[:2]
+            img = camera_styles.tilted(img, tilt)
+            boxes = np.array(camera_styles.warp_boxes(tilt, boxes, w, h), np.float32).reshape(-1, 4)
     else:
         img, boxes = scenes[rng.integers(len(scenes))]
     far = hard is None and len(boxes) > 0 and far_p > 0 and rng.random() < far_p
@@ -262,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-keep", type=float, default=0.5, help="teacher score that makes an unlabelled box a plate")
     ap.add_argument("--hard-negatives", type=Path, metavar="ONNX",
                     help="detector ONNX whose detections on no plate become hard negatives (e.g. the shipped one)")
+    ap.add_argument("--tilted-negatives", type=Path, metavar="ONNX",
+                    help="detector ONNX also run on each training scene tilted once (a camera_styles tilt): "
+                         "its detections on no plate become hard negatives, cut from the tilted scene")
     ap.add_argument("--hard-p", type=float, default=0.2, help="share of crops centred on a hard negative")
     ap.add_argument("--far-share", type=float, default=0.0, metavar="P",
                     help=f"share of the other crops centred on a labelled plate shrunk to {FAR_PLATE_PX[0]:g}-"
@@ -289,17 +299,20 @@ def main(argv: list[str] | None = None) -> int:
                                                              if args.hold_out else set()), args.limit, rec)
     t0 = time.time()
     train = [load_scene(s) for s in splits["train"]]
-    negatives: list[tuple[int, tuple[float, ...]]] = []
-    if args.teacher_detector or args.hard_negatives:
+    negatives: list[Negative] = []
+    if args.teacher_detector or args.hard_negatives or args.tilted_negatives:
         t1 = time.time()
         mined = mine(train, [str(x.image) for x in splits["train"]], args.teacher_detector, args.hard_negatives,
-                     args.out / "mined.json", args.teacher_keep)
+                     args.out / "mined.json", args.teacher_keep, args.tilted_negatives)
         train = [(img, np.concatenate([boxes, np.array([b[:4] for b in m.extra], np.float32).reshape(-1, 4)]))
                  for (img, boxes), m in zip(train, mined)]
-        negatives = [(i, b) for i, m in enumerate(mined) for b in m.negatives]
+        negatives = [(i, b, None) for i, m in enumerate(mined) for b in m.negatives]
+        tilted = [(i, b, m.tilt) for i, m in enumerate(mined) for b in m.tilted_negatives]
+        negatives += tilted
         rec.set("mined", {"teacher_boxes_added": sum(len(m.extra) for m in mined),
                           "scenes_with_added_boxes": sum(bool(m.extra) for m in mined),
-                          "hard_negatives": len(negatives), "scenes_with_negatives": len({i for i, _ in negatives})})
+                          "hard_negatives": len(negatives), "of_them_tilted": len(tilted),
+                          "scenes_with_negatives": len({n[0] for n in negatives})})
         print(f"mined in {time.time() - t1:.0f}s: {rec.data['mined']}", flush=True)
     dev_rng = np.random.default_rng(0)
     dev_idx = dev_rng.permutation(len(splits["dev"]))[: args.eval_limit]

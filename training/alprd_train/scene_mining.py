@@ -103,11 +103,11 @@ def mine(scenes: list[tuple[np.ndarray, np.ndarray]], keys: list[str], teacher_p
             s = _detect(student, img) if student else []
             stored[keys[i]] = {"teacher": t, "student": s}
     if todo_tilted:
-        tilted = mining_detector(tilted_path)
+        detector = mining_detector(tilted_path)
         for i in todo_tilted:
             img = scenes[i][0]
             M = scene_tilt(keys[i], img.shape[1], img.shape[0])
-            stored[keys[i]]["tilted"] = _detect(tilted, camera_styles.tilted(img, M))
+            stored[keys[i]]["tilted"] = _detect(detector, camera_styles.tilted(img, M))
     if todo or todo_tilted:
         cache.write_text(json.dumps(stored))
     out = []
@@ -116,19 +116,22 @@ def mine(scenes: list[tuple[np.ndarray, np.ndarray]], keys: list[str], teacher_p
         teacher_boxes = [tuple(b) for b in rec["teacher"]]
         m = mine_scene(labels, teacher_boxes, [tuple(b) for b in rec["student"]], keep)
         if tilted_path:
-            h, w = img.shape[:2]
-            M = scene_tilt(k, w, h)
-            # What explains a detection in the tilted scene: the labels, the added plates and every
-            # teacher box, each carried through the tilt (a box partly left in frame still vetoes).
-            moved = [np.array(b[:4], np.float32) for b in [*labels, *m.extra]]
-            warped = camera_styles.warp_boxes(M, moved, w, h, keep=0.0)
-            teacher_warped = [(*b, t[4]) for t in teacher_boxes
-                              for b in camera_styles.warp_boxes(M, [np.array(t[:4], np.float32)], w, h, keep=0.0)]
-            m.tilt = M
-            m.tilted_negatives = mine_scene(np.array(warped, np.float32).reshape(-1, 4), teacher_warped,
-                                            [tuple(b) for b in rec["tilted"]], keep).negatives
+            m.tilt = scene_tilt(k, img.shape[1], img.shape[0])
+            m.tilted_negatives = _tilted_negatives(m, labels, teacher_boxes, [tuple(b) for b in rec["tilted"]],
+                                                   img.shape[1], img.shape[0], keep)
         out.append(m)
     return out
+
+
+def _tilted_negatives(m: MinedScene, labels: np.ndarray, teacher: list[Box], detected: list[Box],
+                      w: int, h: int, keep: float) -> list[Box]:
+    """The detections in the scene tilted by m.tilt that nothing explains: the labels, the added
+    plates and every teacher box, each carried through the tilt (a box partly left in frame still
+    vetoes)."""
+    moved = camera_styles.warp_boxes(m.tilt, [np.array(b[:4], np.float32) for b in [*labels, *m.extra]], w, h, keep=0.0)
+    teacher_moved = [(*b, t[4]) for t in teacher
+                     for b in camera_styles.warp_boxes(m.tilt, [np.array(t[:4], np.float32)], w, h, keep=0.0)]
+    return mine_scene(np.array(moved, np.float32).reshape(-1, 4), teacher_moved, detected, keep).negatives
 
 
 def _detect(detector, img: np.ndarray) -> list[Box]:

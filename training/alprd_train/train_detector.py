@@ -92,9 +92,10 @@ def sample(rng: np.random.Generator, scenes, faces, size: int, composite_p: floa
     """A training crop and its plate boxes. With `negatives` ((scene index, box, tilt or None),
     see scene_mining), a share `hard_p` of crops is centred on a place where the previous detector
     fired on no plate, in the scene tilted as it was mined. A share `far_p` of the other crops is
-    centred on a labelled plate shrunk to FAR_PLATE_PX wide, the far plates the zoom range below reaches only now and then. A share
-    `styles_p` of all crops gets a random camera style (camera_styles.augment: tilt, blur, noise,
-    colour cast, JPEG; `style_parts` of them), boxes moved with the tilt."""
+    centred on a labelled plate shrunk to FAR_PLATE_PX wide, the far plates the zoom range below
+    reaches only now and then. A share `styles_p` of all crops gets a random camera style
+    (camera_styles.augment: tilt, blur, noise, colour cast, JPEG; `style_parts` of them), boxes
+    moved with the tilt."""
     hard = None
     k = -1
     if negatives and rng.random() < hard_p:
